@@ -1,0 +1,23 @@
+"""The dependencies every request handler may use, built once in the composition root (``app.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from dicomlake.config import Settings
+from dicomlake.health import HealthMonitor
+from dicomlake.jobs.lake_probe import LakeProbe
+from dicomlake.storage.blob_store import AzureBlobStore
+from dicomlake.storage.paths import LakeLayout
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    settings: Settings
+    pool: asyncpg.Pool
+    blobs: AzureBlobStore
+    layout: LakeLayout
+    probe: LakeProbe
+    health: HealthMonitor

@@ -1,0 +1,1 @@
+"""Local development stack: embedded PostgreSQL and Azurite, started by `make run` and the test session."""

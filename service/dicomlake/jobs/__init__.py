@@ -1,0 +1,1 @@
+"""Background work: each job runs in every replica and coordinates through PostgreSQL when it must."""

@@ -1,0 +1,1 @@
+"""Storage adapter: the customer's data lake, reached through the Blob endpoint."""

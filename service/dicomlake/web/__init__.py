@@ -1,0 +1,1 @@
+"""HTTP layer (Starlette): turns requests into calls on features, and errors into responses."""
