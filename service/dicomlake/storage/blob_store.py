@@ -116,10 +116,17 @@ class AzureBlobStore:
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, container: str, *, block_size: int = DEFAULT_BLOCK_SIZE
+        cls,
+        connection_string: str,
+        container: str,
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        connection_verify: str | bool = True,
     ) -> AzureBlobStore:
         self = cls.__new__(cls)
-        self._service = BlobServiceClient.from_connection_string(connection_string, **_client_options())
+        self._service = BlobServiceClient.from_connection_string(
+            connection_string, connection_verify=connection_verify, **_client_options()
+        )
         self._init(container, block_size)
         return self
 
