@@ -21,6 +21,7 @@ from dicomlake.errors import DicomWebError
 from dicomlake.health import HealthMonitor
 from dicomlake.index.migrate import apply_migrations
 from dicomlake.index.pool import create_index_pool
+from dicomlake.jobs.janitor import Janitor
 from dicomlake.jobs.lake_probe import LakeProbe
 from dicomlake.logs import setup_logging
 from dicomlake.storage.blob_store import AzureBlobStore
@@ -88,6 +89,7 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as jobs:
             jobs.create_task(probe.run_forever(stop), name="lake-probe")
+            jobs.create_task(Janitor(pool, blobs).run_forever(stop), name="janitor")
             try:
                 yield deps
             finally:

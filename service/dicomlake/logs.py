@@ -58,5 +58,7 @@ def setup_logging(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # pydicom's warnings quote element values (names, IDs, UIDs).
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     # The Azure SDK logs full request URLs (blob names carry UIDs) at INFO.
     logging.getLogger("azure").setLevel(logging.WARNING)

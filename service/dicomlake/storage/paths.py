@@ -28,3 +28,9 @@ class LakeLayout:
 
     def partition_root(self, partition: str) -> str:
         return f"{self.service_root}{partition}/"
+
+    def instance_blob(self, partition: str, study_uid: str, series_uid: str, sop_uid: str, watermark: int) -> str:
+        """``{partition}/{study}/{series}/{sop}_{watermark}.dcm``: findable from the three UIDs in any
+        storage browser; the watermark (version) keeps a replaced instance from overwriting the file that
+        readers of the previous version may be streaming."""
+        return f"{self.partition_root(partition)}{study_uid}/{series_uid}/{sop_uid}_{watermark}.dcm"

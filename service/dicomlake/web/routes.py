@@ -1,10 +1,29 @@
-"""Every route of the service, in one table."""
+"""Every route of the service, in one table. DICOMweb routes exist twice: under ``/v2`` (the default
+partition) and under ``/v2/partitions/{partition}``."""
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from dicomlake.web import health
+from dicomlake.web import health, stow, wado
+
+STUDY = "/studies/{study}"
+SERIES = STUDY + "/series/{series}"
+INSTANCE = SERIES + "/instances/{instance}"
+
+
+def _dicomweb_routes(prefix: str) -> list[BaseRoute]:
+    return [
+        Route(prefix + "/studies", stow.store, methods=["POST", "PUT"]),
+        Route(prefix + STUDY, stow.store, methods=["POST", "PUT"]),
+        Route(prefix + STUDY, wado.retrieve, methods=["GET"]),
+        Route(prefix + SERIES, wado.retrieve, methods=["GET"]),
+        Route(prefix + INSTANCE, wado.retrieve, methods=["GET"]),
+        Route(prefix + STUDY + "/metadata", wado.metadata, methods=["GET"]),
+        Route(prefix + SERIES + "/metadata", wado.metadata, methods=["GET"]),
+        Route(prefix + INSTANCE + "/metadata", wado.metadata, methods=["GET"]),
+        Route(prefix + INSTANCE + "/bulkdata/{path:path}", wado.bulkdata, methods=["GET"]),
+    ]
 
 
 def build_routes() -> list[BaseRoute]:
@@ -12,4 +31,6 @@ def build_routes() -> list[BaseRoute]:
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/health/check", health.check, methods=["GET"]),
+        *_dicomweb_routes("/v2"),
+        *_dicomweb_routes("/v2/partitions/{partition}"),
     ]

@@ -26,6 +26,9 @@ CREATE TABLE instances (
     sha256 bytea,
     blob_etag text,
     metadata jsonb,
+    -- where BulkDataURI values sit in the blob: {"<path>": [offset, length]}; pixel data geometry
+    bulk jsonb,
+    pixel_data jsonb,
     created_at timestamptz NOT NULL DEFAULT now(),
     committed_at timestamptz,
     -- pending rows only: after this moment the janitor removes the row and its blob
@@ -33,6 +36,7 @@ CREATE TABLE instances (
 );
 CREATE UNIQUE INDEX instances_committed_uid ON instances (partition_key, study_uid, series_uid, sop_uid) WHERE status = 2;
 CREATE UNIQUE INDEX instances_pending_uid ON instances (partition_key, study_uid, series_uid, sop_uid) WHERE status = 1;
+CREATE INDEX instances_study ON instances (partition_key, study_uid, series_uid) WHERE status = 2;
 CREATE INDEX instances_pending_lease ON instances (lease_expires_at) WHERE status = 1;
 
 -- Change feed. Sequence numbers are taken inside the committing transaction while it holds a

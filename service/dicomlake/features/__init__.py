@@ -1,0 +1,1 @@
+"""Orchestration per DICOMweb capability: store, retrieve (and more as they come)."""
