@@ -155,14 +155,15 @@ def _read_file_meta(fp: IO[bytes], pos: int, size: int) -> tuple[int, dict[int, 
 
 def _looks_like_data_set(fp: IO[bytes], pos: int, size: int) -> bool:
     """Without preamble and File Meta, accept only a first element with a known public tag (or a group
-    length), so that arbitrary bytes are reported as "not DICOM" rather than as missing attributes."""
+    length) of group 0008 or later (either byte order), so that arbitrary bytes are reported as "not
+    DICOM" rather than as missing attributes."""
     if size - pos < 8:
         return False
     fp.seek(pos)
     head = fp.read(4)
     for endian in "<>":
         group, element = struct.unpack(f"{endian}HH", head)
-        if group < 0x7FE0 and (element == 0 or dictionary_has_tag(group << 16 | element)):
+        if 0x0008 <= group < 0x7FE0 and (element == 0 or dictionary_has_tag(group << 16 | element)):
             return True
     return False
 

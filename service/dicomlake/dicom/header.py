@@ -28,6 +28,7 @@ from dicomlake.dicom._walker import (
     Walker,
     inflate,
     locate_data_set,
+    unparseable,
 )
 from dicomlake.dicom.limits import HeaderLimits
 from dicomlake.dicom.uids import clean_uid, is_valid_uid
@@ -113,6 +114,8 @@ def read_instance_header(fp: IO[bytes], size: int, *, limits: HeaderLimits = Hea
         warnings.append("the data set is deflated: bulk data offsets are not available")
     else:
         top = _walk(fp, location.start, size, location.implicit_vr, location.little_endian, limits, warnings)
+    if not top.nodes:
+        raise unparseable("the file holds no data set")
     addressable = not location.deflated
     bulk: list[BulkElement] = []
     metadata = _data_set_json(top, "", addressable, limits, bulk, warnings, top_level=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ def part10(ds: Dataset, transfer_syntax: str = ExplicitVRLittleEndian, *, preamb
     meta.TransferSyntaxUID = transfer_syntax
     ds.file_meta = meta
     out = io.BytesIO()
-    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    with warnings.catch_warnings():  # invalid UIDs are copied into the File Meta on purpose
+        warnings.simplefilter("ignore")
+        pydicom.dcmwrite(out, ds, enforce_file_format=True)
     data = out.getvalue()
     return data if preamble else data[132:]
 
