@@ -115,5 +115,14 @@ def _response(outcomes: list[InstanceOutcome], base: str, study_in_path: str | N
 
 
 def _comments(text: str) -> dict[str, Any]:
-    """FailedAttributesSequence (0074,1048) with one ErrorComment (0000,0902), as Azure's service does."""
-    return {"vr": "SQ", "Value": [{"00000902": {"vr": "LO", "Value": [text[:256]]}}]}
+    """FailedAttributesSequence (0074,1048) of ErrorComment (0000,0902) items, as Azure's service does.
+
+    ErrorComment is LO (at most 64 characters): a longer explanation is split at word boundaries into
+    several items, so clients that validate VRs accept it and nothing is lost."""
+    return {"vr": "SQ", "Value": [{"00000902": {"vr": "LO", "Value": [piece]}} for piece in _split_lo(text)]}
+
+
+def _split_lo(text: str, width: int = 64) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=width, break_long_words=True)[:16] or [""]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import orjson
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomlake.compat import behaviour
-from dicomlake.errors import NotFoundError
+from dicomlake.errors import NotFoundError, PayloadTooLargeError
 from dicomlake.features.retrieve import multipart_length, open_instance, stream_multipart, stream_single
 from dicomlake.index.instances import InstanceIndex
 from dicomlake.web.deps import deps
@@ -91,6 +92,52 @@ async def metadata(request: Request) -> Response:
     return Response(body, media_type=DICOM_JSON, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
+#: Files whose bulk data has no byte offset (deflated) are decoded whole to find the value: cap the size.
+MAX_DECODE_BYTES = 256 * 1024 * 1024
+
+
+async def _bulk_by_decoding(blobs: object, instance: object, path: str) -> Response:
+    from dicomlake.features.retrieve import open_instance as _open
+
+    size = instance.size  # type: ignore[attr-defined]
+    if size > MAX_DECODE_BYTES:
+        raise PayloadTooLargeError(
+            "This bulk data value lies in a deflated file too large to decode on request.", code="BulkDataTooLarge"
+        )
+    download = await _open(blobs, instance)  # type: ignore[arg-type]
+    data = await download.read_all()
+    value = await asyncio.to_thread(_element_value, data, path)
+    if value is None:
+        raise NotFoundError("The instance has no bulk data at that path.", code="BulkDataNotFound")
+    return Response(value, media_type="application/octet-stream")
+
+
+def _element_value(data: bytes, path: str) -> bytes | None:
+    import io
+
+    import pydicom
+
+    node: object = pydicom.dcmread(io.BytesIO(data), force=True)
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        if i % 2 == 0:
+            tag = int(segment, 16)
+            if tag not in node:  # type: ignore[operator]
+                return None
+            node = node[tag]  # type: ignore[index]
+            if i < len(segments) - 1:
+                node = node.value  # type: ignore[attr-defined]
+        else:
+            index = int(segment)
+            if index >= len(node):  # type: ignore[arg-type]
+                return None
+            node = node[index]  # type: ignore[index]
+    value = node.value  # type: ignore[attr-defined]
+    if isinstance(value, bytes):
+        return value
+    return None
+
+
 def _drop_bulk(data: dict[str, dict[str, object]]) -> dict[str, object]:
     out: dict[str, object] = {}
     for tag, attr in data.items():
@@ -119,10 +166,7 @@ async def bulkdata(request: Request) -> Response:
         raise NotFoundError("The instance has no bulk data at that path.", code="BulkDataNotFound")
     offset, length = location
     if offset is None or length is None:
-        raise NotFoundError(
-            "This bulk data value cannot be addressed in the stored file (deflated transfer syntax).",
-            code="BulkDataNotAddressable",
-        )
+        return await _bulk_by_decoding(d.blobs, instance, path)
     download = await open_instance(d.blobs, instance, offset=offset, length=length) if length else None
     if download is None:
         return Response(b"", media_type="application/octet-stream")
