@@ -61,6 +61,7 @@ THRESHOLD_VRS = frozenset(
 
 _ENCODED_VRS = frozenset(str(vr).encode() for vr in VR if len(str(vr)) == 2)
 _LONG_VRS = frozenset(EXPLICIT_VR_LENGTH_32)
+_KNOWN_VRS = frozenset(str(vr) for vr in VR)
 _META_VALUE_CAP = 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 _DEFLATED_TRANSFER_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
@@ -291,7 +292,10 @@ class Walker:
     def _read_data_set(self, limit: int, *, delimited: bool, implicit: bool, depth: int, encoding: Encoding) -> Item:
         top = depth == 0
         implicit = self._detect_implicit(implicit, limit, in_sequence=not top)
-        dataset = Dataset(parent_encoding=encoding)
+        # pydicom's Dataset keeps this very dict: elements stay raw (converted lazily, exactly as after
+        # dcmread), and private VR lookups during the walk see the creators read so far.
+        elements: dict[BaseTag, RawDataElement | DataElement] = {}
+        dataset = Dataset(elements, parent_encoding=encoding)
         nodes: dict[int, Leaf | Seq] = {}
         own_encoding = encoding
         while True:
@@ -313,18 +317,23 @@ class Walker:
                 break
             if group == 0xFFFE:
                 raise unparseable(f"unexpected item tag {_tag_text(tag)} inside a data set")
-            node = self._read_element(tag, header, limit, implicit, depth, own_encoding, dataset)
+            node = self._read_element(tag, header, limit, implicit, depth, own_encoding, dataset, elements)
             nodes[tag] = node
             if tag == SPECIFIC_CHARACTER_SET and isinstance(node, Leaf) and not node.bulk:
-                own_encoding = self._charset(dataset)
+                own_encoding = self._charset(dataset, encoding)
         dataset.set_original_encoding(implicit, self._little, own_encoding)
         return Item(nodes, dataset)
 
-    def _charset(self, dataset: Dataset) -> Encoding:
+    def _charset(self, dataset: Dataset, inherited: Encoding) -> Encoding:
+        """The Python codecs for this data set's (0008,0005); the inherited ones if it is unusable."""
         raw = dataset.get_item(SPECIFIC_CHARACTER_SET)
         value = raw.value if raw is not None else b""
-        names = convert_string(value if isinstance(value, bytes) else b"", self._little)
-        return convert_encodings(names)
+        try:
+            names = convert_string(value if isinstance(value, bytes) else b"", self._little)
+            return convert_encodings(names)
+        except Exception:
+            self.warnings.append("SpecificCharacterSet (0008,0005) cannot be interpreted; it was ignored")
+            return inherited
 
     def _count(self) -> None:
         self._elements += 1
@@ -350,13 +359,21 @@ class Walker:
         return vr_bytes.decode("latin-1"), short_length
 
     def _read_element(
-        self, tag: int, header: bytes, limit: int, implicit: bool, depth: int, encoding: Encoding, dataset: Dataset
+        self,
+        tag: int,
+        header: bytes,
+        limit: int,
+        implicit: bool,
+        depth: int,
+        encoding: Encoding,
+        dataset: Dataset,
+        elements: dict[BaseTag, RawDataElement | DataElement],
     ) -> Leaf | Seq:
         vr, length = self._header_vr_length(header, implicit, limit)
         self._count()
         value_pos = self._fp.tell()
         if length == UNDEFINED_LENGTH:
-            return self._read_undefined(tag, vr, value_pos, limit, implicit, depth, encoding, dataset)
+            return self._read_undefined(tag, vr, value_pos, limit, implicit, depth, encoding, dataset, elements)
         if length > limit - value_pos:
             raise unparseable(
                 f"element {_tag_text(tag)} declares {length} bytes but only {limit - value_pos} remain in its container"
@@ -364,14 +381,16 @@ class Walker:
         resolved = self._resolve_vr(tag, vr, length, dataset)
         if resolved == "SQ":
             seq = self._read_sequence(tag, value_pos, value_pos + length, value_pos + length, implicit, depth, encoding)
-            self._attach_sequence(dataset, seq, undefined=False)
+            self._attach_sequence(elements, seq, undefined=False)
             return seq
         bulk = self._is_bulk(tag, resolved, length)
         if bulk:
             self._fp.seek(value_pos + length)
         else:
             value: Any = self._fp.read(length) if length else empty_value_for_VR(vr, raw=True)
-            dataset[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, value_pos, vr is None, self._little)
+            elements[BaseTag(tag)] = RawDataElement(
+                BaseTag(tag), vr, length, value, value_pos, vr is None, self._little
+            )
         return Leaf(tag, resolved, value_pos, length, False, bulk)
 
     def _read_undefined(
@@ -384,6 +403,7 @@ class Walker:
         depth: int,
         encoding: Encoding,
         dataset: Dataset,
+        elements: dict[BaseTag, RawDataElement | DataElement],
     ) -> Leaf | Seq:
         """Undefined length: a sequence (SQ, UN per PS3.5 6.2.2, or items follow) or encapsulated data."""
         is_sequence = vr in ("SQ", "UN")
@@ -394,7 +414,7 @@ class Walker:
                 is_sequence = self._peek_tag(limit) == ITEM_TAG
         if is_sequence:
             seq = self._read_sequence(tag, value_pos, None, limit, implicit, depth, encoding)
-            self._attach_sequence(dataset, seq, undefined=True)
+            self._attach_sequence(elements, seq, undefined=True)
             return seq
         end = self._skip_fragments(tag, limit)
         return Leaf(tag, self._resolve_vr(tag, vr, UNDEFINED_LENGTH, dataset), value_pos, end - value_pos, True, True)
@@ -425,7 +445,7 @@ class Walker:
     def _resolve_vr(self, tag: int, vr: str | None, length: int, dataset: Dataset) -> str:
         """The VR pydicom would give the element (dictionary for implicit VR, private dictionary, UN rules)."""
         if vr is not None and vr != "UN":
-            return vr
+            return vr if vr in _KNOWN_VRS else "UN"  # pydicom cannot convert it: keep the bytes as UN
         if vr is None:
             try:
                 return str(dictionary_VR(tag))
@@ -481,7 +501,9 @@ class Walker:
             raise unparseable(f"an item of sequence {_tag_text(tag)} declares more bytes than remain")
         return self._read_data_set(start + length, delimited=False, implicit=implicit, depth=depth, encoding=encoding)
 
-    def _attach_sequence(self, dataset: Dataset, seq: Seq, *, undefined: bool) -> None:
+    def _attach_sequence(
+        self, elements: dict[BaseTag, RawDataElement | DataElement], seq: Seq, *, undefined: bool
+    ) -> None:
         """Give pydicom the sequence too, so nested ambiguous VRs resolve with their parents in reach."""
         value = Sequence([item.dataset for item in seq.items])
-        dataset[BaseTag(seq.tag)] = DataElement(seq.tag, "SQ", value, seq.offset, undefined)
+        elements[BaseTag(seq.tag)] = DataElement(seq.tag, "SQ", value, seq.offset, undefined)

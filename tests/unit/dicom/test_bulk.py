@@ -191,3 +191,28 @@ def test_warnings_never_carry_patient_values() -> None:
     header = read(part10(_image(), ImplicitVRLittleEndian)[132:])
     assert header.warnings
     assert not any("Müller" in w or "PID-1" in w for w in header.warnings)
+
+
+def test_any_value_over_the_inline_cap_is_bulk() -> None:
+    ds = minimal_dataset()
+    ds.add_new(0x00081190, "UR", "http://example.com/" + "a" * 300)
+    header = read(part10(ds), HeaderLimits(max_inline_value_bytes=256))
+    assert header.metadata["00081190"] == {"vr": "UR", "BulkDataURI": "bulkdata/00081190"}
+    assert "Value" in read(part10(ds)).metadata["00081190"]
+
+
+def test_un_sequence_of_undefined_length_is_read_as_implicit_items() -> None:
+    # PS3.5 6.2.2: an UN element of undefined length holds an implicit VR little endian sequence.
+    item = struct.pack("<HHL", 0x0008, 0x0100, 4) + b"T-1 " + struct.pack("<HHL", 0x0009, 0x0010, 4) + b"ACME"
+    item += struct.pack("<HHL", 0x0009, 0x1001, 2000) + b"\x07" * 2000
+    value = struct.pack("<HHL", 0xFFFE, 0xE000, len(item)) + item + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    element = struct.pack("<HH2sHL", 0x0040, 0xA730, b"UN", 0, 0xFFFFFFFF) + value
+    data = part10(minimal_dataset()) + element
+    header = read(data)
+    assert_matches_pydicom(header, data)
+    content = header.metadata["0040A730"]
+    assert content["vr"] == "SQ"
+    assert content["Value"][0]["00080100"] == {"vr": "SH", "Value": ["T-1"]}
+    (bulk,) = header.bulk
+    assert bulk.path == "0040A730/0/00091001"
+    assert data[bulk.offset : bulk.offset + 2000] == b"\x07" * 2000
