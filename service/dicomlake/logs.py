@@ -58,7 +58,11 @@ def setup_logging(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # pydicom's warnings quote element values (names, IDs, UIDs).
+    # pydicom's warnings quote element values (names, IDs, UIDs): no validation warnings at all (the
+    # service validates what it indexes itself), and its logger only for errors.
+    import pydicom.config
+
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     # The Azure SDK logs full request URLs (blob names carry UIDs) at INFO.
     logging.getLogger("azure").setLevel(logging.WARNING)
