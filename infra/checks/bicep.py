@@ -633,36 +633,67 @@ class _Builder:
             test, then, other = (self.expr(k) for k in kids)
             return Cond(line, text, test, then, other)
         if kind == "property_accessor":
-            base = self.expr(kids[0])
-            right = kids[1]
-            members = self.member_chain(right)
-            if members is None:
-                return Other(line, text, kind, (base, self.expr(right)))
-            if isinstance(base, Access):
-                return Access(line, text, base.base, base.members + members)
-            return Access(line, text, base, members)
+            return self.attach(self.expr(kids[0]), kids[1], tree)
         if kind == "function_accessor":
             target = self.expr(kids[0])
             name = str(kids[1])
             args = tuple(self.expr(k) for k in kids[2:] if isinstance(k, Tree | Token))
             return Call(line, text, name, args, target)
+        for kid in kids:
+            self.refuse_misgrouped(kid, tree)
         return Other(line, text, kind, tuple(self.expr(k) for k in kids if isinstance(k, Tree | Token)))
 
-    def member_chain(self, item: Tree[Token] | Token) -> tuple[str, ...] | None:
-        """The member names of the right-hand side of ``a.b.c`` (pycep nests it to the right)."""
-        if isinstance(item, Token):
-            return (str(item),) if item.type == "STRING" else None
-        if item.data == "string":
-            token = item.children[0]
-            return (str(token),) if isinstance(token, Token) and token.type == "STRING" else None
-        if item.data == "operator" and isinstance(item.children[0], Tree):
-            inner = item.children[0]
+    def attach(self, base: Node, right: Tree[Token] | Token, whole: Tree[Token]) -> Node:
+        """``base.right``: pycep nests ``a.b.c`` to the right (``a.(b.c)``, ``a.(b[0].c)``); rebuild
+        it from the left, and refuse what pycep grouped differently from Bicep (``a.b ?? c``)."""
+        line, text = self._line(whole), self._text(whole)
+        if isinstance(right, Token) and right.type == "STRING":
+            return self._access(base, (str(right),), line, text)
+        if isinstance(right, Tree) and right.data == "string":
+            token = right.children[0]
+            if isinstance(token, Token) and token.type == "STRING":
+                return self._access(base, (str(token),), line, text)
+        if isinstance(right, Tree) and right.data == "operator" and isinstance(right.children[0], Tree):
+            inner = right.children[0]
+            parts = [k for k in inner.children if k is not None]
             if inner.data == "property_accessor":
-                left = self.member_chain(inner.children[0])
-                right = self.member_chain(inner.children[-1])
-                if left is not None and right is not None:
-                    return left + right
-        return None
+                return self.attach(self.attach(base, parts[0], whole), parts[1], whole)
+            if inner.data == "index_accessor":
+                target = self.attach(base, parts[0], whole)
+                return Other(line, text, "index_accessor", (target, self.expr(parts[1])))
+            if inner.data == "function_accessor":
+                target = self.attach(base, parts[0], whole)
+                args = tuple(self.expr(k) for k in parts[2:] if isinstance(k, Tree | Token))
+                return Call(line, text, str(parts[1]), args, target)
+        raise _Unsupported(
+            line,
+            f"'{' '.join(text.split())}' is grouped as '{base.text}.({self._text(right)})' by pycep "
+            "(and so by checkov): add parentheses, e.g. (a.b) ?? c",
+        )
+
+    @staticmethod
+    def _access(base: Node, members: tuple[str, ...], line: int, text: str) -> Node:
+        if isinstance(base, Access):
+            return Access(line, text, base.base, base.members + members)
+        return Access(line, text, base, members)
+
+    def refuse_misgrouped(self, operand: Tree[Token] | Token, parent: Tree[Token]) -> None:
+        """pycep reads ``a > 0 ? x : y`` as ``a > (0 ? x : y)`` (and ``!a ? x : y`` as ``!(a ? x : y)``),
+        unlike Bicep; so does checkov. Such a condition must be parenthesized: ``(a > 0) ? x : y``."""
+        if not (isinstance(operand, Tree) and operand.data == "operator"):
+            return
+        inner = operand.children[0]
+        if not (isinstance(inner, Tree) and inner.data == "conditional"):
+            return
+        start = getattr(operand.meta, "start_pos", None)
+        if start is not None and self.source[:start].rstrip().endswith("("):
+            return  # written with parentheses: meant as it reads
+        text = " ".join(self._text(parent).split())
+        raise _Unsupported(
+            self._line(parent),
+            f"'{text}': pycep (and so checkov) groups the condition of '? :' differently from Bicep; "
+            "put the condition in parentheses, e.g. (a > 0) ? x : y",
+        )
 
 
 def bicep_files(infra: Path) -> list[Path]:

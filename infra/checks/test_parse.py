@@ -38,3 +38,22 @@ def test_an_unbalanced_multi_line_string_fails(tree: Tree) -> None:
     tree.edit("infra/modules/identity.bicep", "// User-assigned", "var text = '''\n// User-assigned")
     findings = parse_check(tree.root)
     assert "infra/modules/identity.bicep" in messages(findings)
+
+
+def test_a_condition_pycep_misreads_fails(tree: Tree) -> None:
+    # Bicep reads `a > 0 ? x : y` as `(a > 0) ? x : y`; pycep, and so checkov, as `a > (0 ? x : y)`
+    tree.edit("infra/modules/storage-lifecycle.bicep", "(coldAfterDays > 0) ? {", "coldAfterDays > 0 ? {")
+    findings = parse_check(tree.root)
+    assert [f.path for f in findings] == ["infra/modules/storage-lifecycle.bicep"], messages(findings)
+    assert "put the condition in parentheses" in findings[0].message
+
+
+def test_a_property_access_pycep_misreads_fails(tree: Tree) -> None:
+    # `a.b.?c ?? d` is grouped `a.(b.(c ?? d))` by pycep
+    tree.edit(
+        "infra/modules/storage-reference.bicep",
+        "(account.properties.?isHnsEnabled) ?? false",
+        "account.properties.?isHnsEnabled ?? false",
+    )
+    findings = parse_check(tree.root)
+    assert "add parentheses" in messages(findings)

@@ -30,7 +30,7 @@ var toCool = {
   }
 }
 
-var toCold = coldAfterDays > 0 ? {
+var toCold = (coldAfterDays > 0) ? {
   tierToCold: {
     daysAfterModificationGreaterThan: coldAfterDays
   }

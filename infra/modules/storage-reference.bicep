@@ -32,4 +32,4 @@ output blobEndpoint string = 'https://${account.name}.blob.${environment().suffi
 output containerId string = container.id
 
 @description('Whether the account has a hierarchical namespace (Data Lake Storage Gen2); the service needs it.')
-output isHnsEnabled bool = account.properties.isHnsEnabled
+output isHnsEnabled bool = (account.properties.?isHnsEnabled) ?? false
