@@ -257,6 +257,40 @@ class InstanceIndex:
         except _DB_DOWN as e:
             raise _db_errors(e) from e
 
+    # --- delete ----------------------------------------------------------------------------------
+    async def delete(
+        self, partition_key: int, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> int:
+        """Remove the committed instances of a study, series or instance in one transaction: their
+        blobs go to the deletion queue and one change-feed ``delete`` row per instance is appended
+        under the change-feed lock (so sequences stay in commit order). Pending rows (stores in
+        flight) are not touched: they commit afterwards as new instances. Returns how many were
+        deleted."""
+        conditions = ["partition_key = $1", "study_uid = $2", "status = 2"]
+        args: list[Any] = [partition_key, study_uid]
+        if series_uid is not None:
+            args.append(series_uid)
+            conditions.append(f"series_uid = ${len(args)}")
+        if sop_uid is not None:
+            args.append(sop_uid)
+            conditions.append(f"sop_uid = ${len(args)}")
+        try:
+            async with self._acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGEFEED_LOCK_KEY)
+                rows = await conn.fetch(
+                    f"WITH gone AS (DELETE FROM instances WHERE {' AND '.join(conditions)} "
+                    "RETURNING watermark, study_uid, series_uid, sop_uid, blob_name), "
+                    "queued AS (INSERT INTO deletion_queue (blob_name, reason) SELECT blob_name, 'deleted' FROM gone) "
+                    "INSERT INTO changefeed (sequence, partition_key, study_uid, series_uid, sop_uid, action, "
+                    "watermark, blob_name) SELECT nextval('changefeed_seq'), $1, g.study_uid, g.series_uid, "
+                    "g.sop_uid, 'delete', g.watermark, g.blob_name FROM (SELECT * FROM gone ORDER BY watermark) g "
+                    "RETURNING sequence",
+                    *args,
+                )
+        except _DB_DOWN as e:
+            raise _db_errors(e) from e
+        return len(rows)
+
     # --- retrieve --------------------------------------------------------------------------------
     async def find(
         self, partition_key: int, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from dicomlake.web import health, stow, wado
+from dicomlake.web import delete, health, stow, wado
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -23,6 +23,9 @@ def _dicomweb_routes(prefix: str) -> list[BaseRoute]:
         Route(prefix + SERIES + "/metadata", wado.metadata, methods=["GET"]),
         Route(prefix + INSTANCE + "/metadata", wado.metadata, methods=["GET"]),
         Route(prefix + INSTANCE + "/bulkdata/{path:path}", wado.bulkdata, methods=["GET"]),
+        Route(prefix + STUDY, delete.delete, methods=["DELETE"]),
+        Route(prefix + SERIES, delete.delete, methods=["DELETE"]),
+        Route(prefix + INSTANCE, delete.delete, methods=["DELETE"]),
     ]
 
 
