@@ -1,6 +1,7 @@
 # Offline checks of the Azure deployment (infra/, Dockerfile, azure.yaml); see infra/checks/README.md.
 # `make test` runs test-infra first. The checks' tools (pycep-parser, checkov, hadolint) live in their
 # own virtual environment, .venv-infra, so checkov's pinned dependencies never meet the service's .venv.
+PYTHON ?= python3
 INFRA_VENV := .venv-infra
 INFRA_PY := $(INFRA_VENV)/bin/python
 INFRA_STAMP := $(INFRA_VENV)/.installed
