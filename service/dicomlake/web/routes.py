@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from dicomlake.web import delete, health, stow, wado
+from dicomlake.web import changefeed, delete, health, stow, wado
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -26,6 +26,8 @@ def _dicomweb_routes(prefix: str) -> list[BaseRoute]:
         Route(prefix + STUDY, delete.delete, methods=["DELETE"]),
         Route(prefix + SERIES, delete.delete, methods=["DELETE"]),
         Route(prefix + INSTANCE, delete.delete, methods=["DELETE"]),
+        Route(prefix + "/changefeed", changefeed.changefeed, methods=["GET"]),
+        Route(prefix + "/changefeed/latest", changefeed.latest, methods=["GET"]),
     ]
 
 
