@@ -227,6 +227,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
         results: dict[str, float] = {}
         try:
             base = service.base_url
+            if args.only == "large":
+                results |= await large_instance(base, azurite.connection_string, service, args.large_mb, tmp)
+                return results
             print(f"generating {args.instances} CT-like 512x512 instances ...", flush=True)
             files = [to_bytes(make_dataset(rows=512, columns=512)) for _ in range(args.instances)]
             for c in (1, 8):
@@ -264,6 +267,7 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--metadata-instances", type=int, default=1000)
     parser.add_argument("--large-mb", type=int, default=1024)
+    parser.add_argument("--only", choices=["large"], help="run only the large-instance scenario")
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     width = max(len(k) for k in results)

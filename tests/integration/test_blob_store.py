@@ -113,3 +113,26 @@ async def test_unreachable_storage_fails_fast() -> None:
         with pytest.raises(StorageUnavailableError):
             await store.upload_bytes("x", b"1")
     assert time.monotonic() - started < 15  # seconds, not the SDK default of minutes
+
+
+async def test_prefetching_download_reports_mid_stream_failures(blob_store: AzureBlobStore) -> None:
+    data = os.urandom(13 * 1024 * 1024)  # several 4 MiB chunks
+    info = await blob_store.upload_stream("big", chunked(data, 1024 * 1024))
+    download = await blob_store.open_download("big", etag=info.etag)
+    stream = download.chunks()
+    first = await anext(stream)
+    assert data.startswith(first)
+    await blob_store.upload_bytes("big", b"replaced behind the reader's back")
+    with pytest.raises((BlobChangedError, BlobNotFoundError)):
+        async for _ in stream:
+            pass
+
+
+async def test_prefetching_download_can_be_abandoned(blob_store: AzureBlobStore) -> None:
+    data = os.urandom(9 * 1024 * 1024)
+    await blob_store.upload_stream("big2", chunked(data, 1024 * 1024))
+    download = await blob_store.open_download("big2")
+    stream = download.chunks()
+    await anext(stream)
+    await stream.aclose()  # the producer task is cancelled, nothing leaks
+    assert await blob_store.read_bytes("big2") == data

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ from dicomlake.errors import (
 #: Size of one staged block. Memory held by one upload is at most ``block_size * (max_in_flight + 1)``.
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
 DEFAULT_BLOCKS_IN_FLIGHT = 3
+#: Download granularity: the first request of a download fetches at most this much (so opening a blob
+#: before streaming costs little memory), later ones the same.
+DOWNLOAD_CHUNK_SIZE = 4 * 1024 * 1024
+DOWNLOAD_PREFETCH_CHUNKS = 2
 ONLINE_TIERS = ("Hot", "Cool", "Cold")
 
 
@@ -76,6 +81,8 @@ def _client_options() -> dict[str, Any]:
         "connection_timeout": 5,
         "read_timeout": 60,
         "max_single_put_size": DEFAULT_BLOCK_SIZE,
+        "max_single_get_size": DOWNLOAD_CHUNK_SIZE,
+        "max_chunk_get_size": DOWNLOAD_CHUNK_SIZE,
     }
 
 
@@ -90,11 +97,42 @@ class BlobDownload:
         self.etag: str = str(props.etag)
         self.content_length: int = downloader.size
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        with translate_storage_errors():
-            async for chunk in self._downloader.chunks():
-                self._counters.bytes_read += len(chunk)
-                yield chunk
+    async def chunks(self, *, prefetch: int = DOWNLOAD_PREFETCH_CHUNKS) -> AsyncIterator[bytes]:
+        """Stream the blob. Up to ``prefetch`` chunks are fetched ahead while the consumer is still
+        sending the previous one, so storage and client transfers overlap (memory: ``prefetch`` chunks)."""
+        if prefetch <= 0:
+            with translate_storage_errors():
+                async for chunk in self._downloader.chunks():
+                    self._counters.bytes_read += len(chunk)
+                    yield chunk
+            return
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=prefetch)
+
+        async def produce() -> None:
+            try:
+                with translate_storage_errors():
+                    async for chunk in self._downloader.chunks():
+                        self._counters.bytes_read += len(chunk)
+                        await queue.put(chunk)
+                await queue.put(None)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as e:  # handed to the consumer, raised there
+                await queue.put(e)
+
+        producer = asyncio.create_task(produce())
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
 
     async def read_all(self) -> bytes:
         return b"".join([c async for c in self.chunks()])
@@ -197,7 +235,8 @@ class AzureBlobStore:
 
         async def stage(block_id: str, data: bytes) -> None:
             with translate_storage_errors():
-                await blob.stage_block(block_id, data, length=len(data))
+                # A BytesIO body: aiohttp streams it instead of warning that raw bytes block the loop.
+                await blob.stage_block(block_id, io.BytesIO(data), length=len(data))
             self.counters.bytes_written += len(data)
 
         async def submit(data: bytes) -> None:
