@@ -65,6 +65,45 @@ class HealthMonitor:
         await self._check_database()
         return [self._database, self._storage_view()]
 
+    async def background(self) -> list[ComponentHealth]:
+        """Details about background work, reported by ``/health/check`` but not part of readiness or the
+        overall status (a stuck blob deletion must not take a replica out of service)."""
+        return [await self._deletion_queue()]
+
+    async def _deletion_queue(self) -> ComponentHealth:
+        import asyncio
+
+        from dicomlake.index.deletions import EXHAUSTED_AFTER_ATTEMPTS, deletion_queue_stats
+
+        component = ComponentHealth(name="deletionQueue")
+        try:
+            async with asyncio.timeout(3):
+                stats = await deletion_queue_stats(self._pool)
+        except Exception as e:  # any failure is reported, none raised
+            component.set(HealthStatus.UNHEALTHY, f"The deletion queue cannot be read: {type(e).__name__}.")
+            return component
+        data = {
+            "backlog": stats.backlog,
+            "due": stats.due,
+            "exhausted": stats.exhausted,
+            "oldestAgeSeconds": round(stats.oldest_age_seconds),
+        }
+        if stats.exhausted:
+            component.set(
+                HealthStatus.DEGRADED,
+                f"{stats.exhausted} file deletion(s) failed {EXHAUSTED_AFTER_ATTEMPTS} times or more "
+                f"(last error: {stats.last_error}); they are retried with back-off up to hourly and the files stay "
+                "in the lake until then. Check the service's access to the storage container.",
+                **data,
+            )
+        else:
+            component.set(
+                HealthStatus.HEALTHY,
+                f"{stats.backlog} file deletion(s) queued, {stats.due} due now.",
+                **data,
+            )
+        return component
+
     def _storage_view(self) -> ComponentHealth:
         stale_after = 2 * self._probe_interval + 15
         last = self._storage.last_success_at

@@ -31,7 +31,7 @@ async def test_ready_and_health_file(database_url: str, azurite: str, container:
         assert (await client.get("/health/live")).status_code == 200
         check = (await client.get("/health/check")).json()
         assert check["overallStatus"] == "Healthy"
-        assert {d["name"] for d in check["details"]} == {"database", "storage"}
+        assert {d["name"] for d in check["details"]} == {"database", "storage", "deletionQueue"}
         async with AzureBlobStore.from_connection_string(azurite, container) as store:
             files = [b async for b in store.list_blobs(PREFIX)]
             assert len(files) == 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from dicomlake.errors import DicomWebError
+from dicomlake.index.deletions import EXHAUSTED_AFTER_ATTEMPTS
 from dicomlake.storage.blob_store import AzureBlobStore
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ class JanitorPass:
     expired_reservations: int = 0
     blobs_deleted: int = 0
     failures: int = 0
+    #: Rows that reached EXHAUSTED_AFTER_ATTEMPTS failures in this pass (still retried, up to hourly).
+    exhausted: int = 0
 
 
 class Janitor:
@@ -35,9 +38,10 @@ class Janitor:
         result = JanitorPass()
         result.expired_reservations = await self._expire_reservations()
         while True:
-            deleted, failed, batch = await self._drain_batch()
+            deleted, failed, exhausted, batch = await self._drain_batch()
             result.blobs_deleted += deleted
             result.failures += failed
+            result.exhausted += exhausted
             if batch < BATCH:
                 return result
 
@@ -55,8 +59,8 @@ class Janitor:
                 )
         return len(rows)
 
-    async def _drain_batch(self) -> tuple[int, int, int]:
-        deleted = failed = 0
+    async def _drain_batch(self) -> tuple[int, int, int, int]:
+        deleted = failed = exhausted = 0
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, blob_name, attempts FROM deletion_queue WHERE next_attempt_at <= now() "
@@ -78,10 +82,16 @@ class Janitor:
                         e.code,
                         float(backoff),
                     )
+                    if row["attempts"] + 1 == EXHAUSTED_AFTER_ATTEMPTS:
+                        exhausted += 1
+                        logger.warning(
+                            "blob deletion retries exhausted; retrying with back-off up to hourly",
+                            extra={"code": e.code, "attempts": row["attempts"] + 1},
+                        )
                     continue
                 await conn.execute("DELETE FROM deletion_queue WHERE id = $1", row["id"])
                 deleted += 1
-        return deleted, failed, len(rows)
+        return deleted, failed, exhausted, len(rows)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -24,4 +24,5 @@ async def check(request: Request) -> Response:
     components = await deps(request).health.check()
     status = overall(components)
     code = 200 if status is HealthStatus.HEALTHY else 503
-    return JSONResponse({"overallStatus": status.value, "details": [c.as_json() for c in components]}, status_code=code)
+    details = [c.as_json() for c in components + await deps(request).health.background()]
+    return JSONResponse({"overallStatus": status.value, "details": details}, status_code=code)
