@@ -43,6 +43,28 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "Default: standard.",
     "DICOM_HEALTH_PROBE_INTERVAL_SECONDS": "Seconds between lake health probes. Default: 30.",
     "AZURE_CLIENT_ID": "Client id of the user-assigned managed identity (read by DefaultAzureCredential).",
+    "DICOM_AUTH_ENABLED": "Require a Microsoft Entra ID bearer token on every DICOMweb route (true/false). "
+    "Default: false.",
+    "DICOM_AUTH_TENANT_ID": "Entra tenant (directory) id whose tokens are accepted; required with authentication.",
+    "DICOM_AUTH_AUDIENCE": "Accepted token audiences (the app registration's Application ID URI and/or client id), "
+    "comma-separated; required with authentication.",
+    "DICOM_AUTH_ISSUER": "Accepted issuers, comma-separated. Default: the tenant's v2.0 and v1.0 issuers.",
+    "DICOM_AUTH_JWKS_URL": "Where the signing keys are fetched. Default: the tenant's Entra discovery keys URL.",
+    "DICOM_AUTH_LEEWAY_SECONDS": "Clock skew allowed on exp/nbf, 0-60. Default: 30.",
+    "DICOM_AUTH_JWKS_REFRESH_SECONDS": "Least seconds between key refreshes caused by an unknown key id. Default: 300.",
+    "DICOM_AUTH_ROLE_MAP": "Extra app roles: Role=action[,action];... with actions read, write, delete, admin.",
+    "DICOM_AUDIT_LOG": "Where audit records go: stderr, stdout or an absolute file path. Default: stderr.",
+    "DICOM_CORS_ORIGINS": "Browser origins allowed by CORS, comma-separated, or *. Default: none (CORS off).",
+    "DICOM_CORS_MAX_AGE_SECONDS": "How long browsers may cache a CORS preflight answer. Default: 600.",
+    "DICOM_LIMIT_BODY_BYTES": "Largest request body in bytes (413). Default: 34359738368 (32 GiB).",
+    "DICOM_LIMIT_PART_BYTES": "Largest single instance (body part) in bytes (413). Default: 8589934592 (8 GiB).",
+    "DICOM_LIMIT_PARTS": "Most body parts in one STOW request (413). Default: 10000.",
+    "DICOM_LIMIT_HEADER_BYTES": "Largest total size of the request headers in bytes (431). Default: 32768.",
+    "DICOM_LIMIT_QUERY_BYTES": "Longest query string in bytes (414). Default: 8192.",
+    "DICOM_LIMIT_BODY_GRACE_SECONDS": "Seconds a request body may take before the minimum rate applies (408). "
+    "Default: 30.",
+    "DICOM_LIMIT_BODY_MIN_BYTES_PER_SECOND": "Least average upload rate after the grace period; slower bodies are "
+    "cut off with 408. Default: 10240.",
 }
 
 
@@ -80,6 +102,35 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    enabled: bool = False
+    tenant_id: str | None = None
+    audiences: tuple[str, ...] = ()
+    issuers: tuple[str, ...] = ()
+    jwks_url: str | None = None
+    leeway_seconds: int = 30
+    jwks_refresh_seconds: int = 300
+    role_map: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    body_bytes: int = 32 * 1024**3
+    part_bytes: int = 8 * 1024**3
+    parts: int = 10_000
+    header_bytes: int = 32 * 1024
+    query_bytes: int = 8 * 1024
+    body_grace_seconds: float = 30.0
+    body_min_bytes_per_second: int = 10 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CorsSettings:
+    origins: tuple[str, ...] = ()
+    max_age_seconds: int = 600
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     storage: StorageSettings
     database: DatabaseSettings
@@ -90,6 +141,10 @@ class Settings:
     log_level: str = "INFO"
     compatibility: CompatibilityProfile = CompatibilityProfile.STANDARD
     health_probe_interval: float = 30.0
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    cors: CorsSettings = field(default_factory=CorsSettings)
+    audit_log: str = "stderr"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -109,6 +164,10 @@ class Settings:
             health_probe_interval=float(
                 reader.integer("DICOM_HEALTH_PROBE_INTERVAL_SECONDS", 30, minimum=1, maximum=3600)
             ),
+            auth=_auth(reader),
+            limits=_limits(reader),
+            cors=_cors(reader),
+            audit_log=_audit_log(reader),
         )
         reader.raise_if_problems()
         return settings
@@ -250,6 +309,98 @@ def _database(reader: _Reader) -> DatabaseSettings:
         sslmode=reader.choice("DICOM_DATABASE_SSLMODE", "require", ("require", "verify-full", "verify-ca", "disable")),
         pool_max=pool_max,
     )
+
+
+_GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_ENTRA = "https://login.microsoftonline.com"
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _auth(reader: _Reader) -> AuthSettings:
+    from dicomlake.auth.roles import parse_role_map
+
+    enabled = reader.boolean("DICOM_AUTH_ENABLED", False)
+    tenant = reader.raw("DICOM_AUTH_TENANT_ID")
+    audiences = _list(reader.raw("DICOM_AUTH_AUDIENCE"))
+    issuers = _list(reader.raw("DICOM_AUTH_ISSUER"))
+    jwks_url = reader.raw("DICOM_AUTH_JWKS_URL")
+    leeway = reader.integer("DICOM_AUTH_LEEWAY_SECONDS", 30, minimum=0, maximum=60)
+    refresh = reader.integer("DICOM_AUTH_JWKS_REFRESH_SECONDS", 300, minimum=1, maximum=86400)
+    try:
+        role_map = parse_role_map(reader.raw("DICOM_AUTH_ROLE_MAP") or "")
+    except ValueError as e:
+        reader.problems.append(f"DICOM_AUTH_ROLE_MAP is not valid: {e}.")
+        role_map = {}
+    if tenant is not None and not _GUID_RE.match(tenant):
+        reader.problems.append(f"DICOM_AUTH_TENANT_ID must be the tenant's id (a GUID); got {tenant!r}.")
+        tenant = None
+    if enabled:
+        if tenant is None:
+            reader.problems.append("DICOM_AUTH_ENABLED is true: set DICOM_AUTH_TENANT_ID to your Entra tenant id.")
+        if not audiences:
+            reader.problems.append(
+                "DICOM_AUTH_ENABLED is true: set DICOM_AUTH_AUDIENCE to the app registration's Application ID URI "
+                "(e.g. api://dicomlake) and/or its client id."
+            )
+    if tenant is not None:
+        issuers = issuers or (f"{_ENTRA}/{tenant}/v2.0", f"https://sts.windows.net/{tenant}/")
+        jwks_url = jwks_url or f"{_ENTRA}/{tenant}/discovery/v2.0/keys"
+    if jwks_url is not None:
+        parts = urlsplit(jwks_url)
+        local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            reader.problems.append(f"DICOM_AUTH_JWKS_URL must be an https URL; got {jwks_url!r}.")
+    return AuthSettings(
+        enabled=enabled,
+        tenant_id=tenant,
+        audiences=audiences,
+        issuers=issuers,
+        jwks_url=jwks_url,
+        leeway_seconds=leeway,
+        jwks_refresh_seconds=refresh,
+        role_map=tuple(role_map.items()),
+    )
+
+
+def _limits(reader: _Reader) -> LimitSettings:
+    d = LimitSettings()
+    return LimitSettings(
+        body_bytes=reader.integer("DICOM_LIMIT_BODY_BYTES", d.body_bytes, minimum=1024, maximum=1024**5),
+        part_bytes=reader.integer("DICOM_LIMIT_PART_BYTES", d.part_bytes, minimum=1024, maximum=1024**5),
+        parts=reader.integer("DICOM_LIMIT_PARTS", d.parts, minimum=1, maximum=10_000_000),
+        header_bytes=reader.integer("DICOM_LIMIT_HEADER_BYTES", d.header_bytes, minimum=1024, maximum=1024**2),
+        query_bytes=reader.integer("DICOM_LIMIT_QUERY_BYTES", d.query_bytes, minimum=256, maximum=1024**2),
+        body_grace_seconds=float(
+            reader.integer("DICOM_LIMIT_BODY_GRACE_SECONDS", int(d.body_grace_seconds), minimum=1, maximum=86400)
+        ),
+        body_min_bytes_per_second=reader.integer(
+            "DICOM_LIMIT_BODY_MIN_BYTES_PER_SECOND", d.body_min_bytes_per_second, minimum=1, maximum=1024**3
+        ),
+    )
+
+
+def _cors(reader: _Reader) -> CorsSettings:
+    origins = _list(reader.raw("DICOM_CORS_ORIGINS"))
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path):
+            reader.problems.append(
+                f"DICOM_CORS_ORIGINS entries must be origins such as https://viewer.example.org (or *); got {origin!r}."
+            )
+    return CorsSettings(
+        origins=origins, max_age_seconds=reader.integer("DICOM_CORS_MAX_AGE_SECONDS", 600, minimum=0, maximum=86400)
+    )
+
+
+def _audit_log(reader: _Reader) -> str:
+    value = reader.text("DICOM_AUDIT_LOG", "stderr")
+    if value not in ("stderr", "stdout") and not value.startswith("/"):
+        reader.problems.append(f"DICOM_AUDIT_LOG must be stderr, stdout or an absolute file path; got {value!r}.")
+        return "stderr"
+    return value
 
 
 def configure_logging_level(settings: Settings) -> None:
