@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from dicomlake.web import changefeed, delete, health, metrics, partitions_api, stow, wado
+from dicomlake.web import changefeed, delete, health, partitions_api, qido, stow, wado
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -23,6 +23,12 @@ def _dicomweb_routes(prefix: str) -> list[BaseRoute]:
         Route(prefix + SERIES + "/metadata", wado.metadata, methods=["GET"]),
         Route(prefix + INSTANCE + "/metadata", wado.metadata, methods=["GET"]),
         Route(prefix + INSTANCE + "/bulkdata/{path:path}", wado.bulkdata, methods=["GET"]),
+        Route(prefix + "/studies", qido.search_studies, methods=["GET"]),
+        Route(prefix + "/series", qido.search_series, methods=["GET"]),
+        Route(prefix + "/instances", qido.search_instances, methods=["GET"]),
+        Route(prefix + STUDY + "/series", qido.search_series, methods=["GET"]),
+        Route(prefix + STUDY + "/instances", qido.search_instances, methods=["GET"]),
+        Route(prefix + SERIES + "/instances", qido.search_instances, methods=["GET"]),
         Route(prefix + STUDY, delete.delete, methods=["DELETE"]),
         Route(prefix + SERIES, delete.delete, methods=["DELETE"]),
         Route(prefix + INSTANCE, delete.delete, methods=["DELETE"]),
@@ -36,7 +42,6 @@ def build_routes() -> list[BaseRoute]:
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/health/check", health.check, methods=["GET"]),
-        Route("/metrics", metrics.metrics, methods=["GET"]),
         Route("/v2/partitions", partitions_api.partitions, methods=["GET"]),
         *_dicomweb_routes("/v2"),
         *_dicomweb_routes("/v2/partitions/{partition}"),
