@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from dicomlake.web import changefeed, delete, health, partitions_api, qido, stow, wado
+from dicomlake.web import changefeed, delete, health, metrics, partitions_api, qido, stow, wado
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -42,6 +42,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/health/check", health.check, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
         Route("/v2/partitions", partitions_api.partitions, methods=["GET"]),
         *_dicomweb_routes("/v2"),
         *_dicomweb_routes("/v2/partitions/{partition}"),
