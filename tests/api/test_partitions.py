@@ -130,3 +130,34 @@ async def test_same_uids_in_two_partitions_are_independent(
     # Deleting the default partition's copy works through the unpartitioned route only.
     assert (await client.delete(f"/v2/studies/{study}")).status_code == 204
     assert (await client.get(f"/v2/studies/{study}/metadata")).status_code == 404
+
+
+async def test_search_is_partition_scoped(client: httpx.AsyncClient) -> None:
+    ds = make_dataset()
+    study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    for partition, patient in ((None, "DEFAULT"), ("site-a", "A"), ("site-b", "B")):
+        ds.PatientID = patient
+        assert (await stow(client, [to_bytes(ds)], path=f"{base(partition)}/studies")).status_code == 200
+
+    async def found(partition: str | None, path: str, **params: str) -> list[str]:
+        response = await client.get(base(partition) + path, params=params)
+        assert response.status_code in (200, 204), response.text
+        if response.status_code == 204:
+            return []
+        return [item["00100020"]["Value"][0] for item in response.json() if "00100020" in item]
+
+    for partition, patient in ((None, "DEFAULT"), ("site-a", "A"), ("site-b", "B")):
+        assert await found(partition, "/studies", StudyInstanceUID=study) == [patient]
+        assert await found(partition, "/studies", PatientID=patient) == [patient]
+        assert len((await client.get(f"{base(partition)}/studies/{study}/series")).json()) == 1
+        instances = await client.get(f"{base(partition)}/instances", params={"SOPInstanceUID": sop})
+        assert len(instances.json()) == 1
+    assert await found("site-a", "/studies", PatientID="B") == []
+    assert await found(None, "/studies", PatientID="A") == []
+    assert (await client.get("/v2/partitions/nowhere/studies")).status_code == 404
+
+    # A delete in one partition removes it from that partition's search only.
+    assert (await client.delete(f"/v2/partitions/site-a/studies/{study}/series/{series}")).status_code == 204
+    assert await found("site-a", "/studies", StudyInstanceUID=study) == []
+    assert await found("site-b", "/studies", StudyInstanceUID=study) == ["B"]
+    assert await found(None, "/studies", StudyInstanceUID=study) == ["DEFAULT"]
