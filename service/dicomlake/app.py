@@ -26,7 +26,9 @@ from dicomlake.jobs.lake_probe import LakeProbe
 from dicomlake.logs import setup_logging
 from dicomlake.storage.blob_store import AzureBlobStore
 from dicomlake.storage.paths import LakeLayout
+from dicomlake.web.auth import AuditMiddleware, AuthMiddleware, CorsMiddleware, open_security
 from dicomlake.web.errors import handle_dicomweb_error, handle_unexpected_error
+from dicomlake.web.limits import LimitsMiddleware
 from dicomlake.web.middleware import RequestContextMiddleware
 from dicomlake.web.routes import build_routes
 
@@ -105,14 +107,21 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
         resolved = settings or Settings.from_env(environ if environ is not None else os.environ)
         setup_logging(resolved.log_level)
-        async with build_deps(resolved) as deps:
+        async with build_deps(resolved) as deps, open_security(resolved) as security:
             logger.info("service started", extra={"compatibility": resolved.compatibility.value})
-            yield {"deps": deps}
+            yield {"deps": deps, "security": security}
         logger.info("service stopped")
 
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestContextMiddleware, router=router)],
+        middleware=[
+            Middleware(RequestContextMiddleware, router=router),
+            # security (web/auth.py): audit record, CORS, limits, then token and role checks
+            Middleware(AuditMiddleware, router=router),
+            Middleware(CorsMiddleware),
+            Middleware(LimitsMiddleware),
+            Middleware(AuthMiddleware, router=router),
+        ],
         exception_handlers={DicomWebError: handle_dicomweb_error, Exception: handle_unexpected_error},
     )

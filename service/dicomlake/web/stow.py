@@ -14,6 +14,7 @@ from dicomlake.features.store import InstanceOutcome, StoreContext, StoreService
 from dicomlake.index.instances import InstanceIndex
 from dicomlake.web.deps import deps
 from dicomlake.web.json import dicom_json_response
+from dicomlake.web.limits import part_limits
 from dicomlake.web.media import accepts_dicom_json, parse_accept, parse_media_type
 from dicomlake.web.multipart import PartLimits, ReceivedPart, iter_related_parts, related_boundary, spool_single_part
 from dicomlake.web.partitions import base_path, partition_key, partition_name
@@ -28,7 +29,7 @@ async def store(request: Request) -> Response:
         raise NotAcceptableError("STOW-RS answers in application/dicom+json; the Accept header excludes it.")
     content_type = request.headers.get("content-type")
     study = optional_path_uid(request, "study")
-    limits = PartLimits()
+    limits = part_limits(d.settings.limits)
     if content_type and parse_media_type(content_type).type == "application/dicom":
         parts: AsyncIterator[ReceivedPart] = _single(request, limits)
     else:
