@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from dicomlake.compat import Behaviour
+from dicomlake.crashpoints import crash_point
 from dicomlake.dicom.header import InstanceHeader, read_instance_header
 from dicomlake.errors import DicomWebError, InvalidInstanceError
 from dicomlake.index.instances import (
@@ -132,10 +133,12 @@ class StoreService:
             blob_name_for=lambda w: self.blob_name(ctx.partition, key, w),
         )
         try:
+            crash_point("after-reserve")
             async with self._lease(reservation):
                 info = await self._blobs.upload_stream(
                     reservation.blob_name, _spool_chunks(part.file), content_type="application/dicom"
                 )
+            crash_point("after-blob-write")
             metadata = header.metadata
             bulk = {b.path: [b.offset, b.length] for b in header.bulk}
             pixel: dict[str, Any] | None = None
@@ -151,6 +154,7 @@ class StoreService:
                     "samplesPerPixel": p.samples_per_pixel,
                     "bitsAllocated": p.bits_allocated,
                 }
+            crash_point("before-commit")
             await self._index.commit(
                 reservation,
                 transfer_syntax_uid=header.transfer_syntax_uid,
@@ -162,6 +166,7 @@ class StoreService:
                 pixel_data=pixel,
                 replace=ctx.upsert,
             )
+            crash_point("after-commit")
         except BaseException:
             await _shielded(self._discard(reservation))
             raise
