@@ -31,6 +31,7 @@ DICOMWEB: dict[tuple[str, str], Action] = {
     ("GET", SERIES + "/metadata"): READ,
     ("GET", INSTANCE + "/metadata"): READ,
     ("GET", INSTANCE + "/bulkdata/{path:path}"): READ,
+    ("GET", INSTANCE + "/frames/{frames}"): READ,
     # QIDO-RS
     ("GET", "/studies"): READ,
     ("GET", "/series"): READ,
