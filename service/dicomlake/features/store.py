@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from dicomlake.compat import Behaviour
 from dicomlake.crashpoints import crash_point
+from dicomlake.dicom.frames import Seekable, stored_frame_index
 from dicomlake.dicom.header import InstanceHeader, read_instance_header
 from dicomlake.errors import DicomWebError, InvalidInstanceError
 from dicomlake.index.instances import (
@@ -134,9 +135,13 @@ class StoreService:
         )
         try:
             crash_point("after-reserve")
+            frame_index = await asyncio.to_thread(_frame_index, part.file, header)
             async with self._lease(reservation):
                 info = await self._blobs.upload_stream(
-                    reservation.blob_name, _spool_chunks(part.file), content_type="application/dicom"
+                    reservation.blob_name,
+                    _spool_chunks(part.file),
+                    content_type="application/dicom",
+                    metadata={"sha256": part.sha256},  # lets an index rebuilt from the lake skip hashing
                 )
             crash_point("after-blob-write")
             metadata = header.metadata
@@ -165,6 +170,8 @@ class StoreService:
                 bulk=bulk,
                 pixel_data=pixel,
                 replace=ctx.upsert,
+                frame_index=frame_index,
+                frame_count=header.pixel_data.number_of_frames if header.pixel_data is not None else 0,
             )
             crash_point("after-commit")
         except BaseException:
@@ -198,6 +205,16 @@ class StoreService:
             await self._index.discard(reservation)
         except DicomWebError:
             logger.warning("could not discard a reservation; the janitor will sweep it when its lease expires")
+
+
+def _frame_index(file: Seekable, header: InstanceHeader) -> bytes | None:
+    """Where each frame of encapsulated pixel data sits (``dicom/frames.py``): item headers only."""
+    p = header.pixel_data
+    if p is None or not p.encapsulated:
+        return None
+    eot = next((b for b in header.bulk if b.path == "7FE00001"), None)
+    table = (eot.offset, eot.length) if eot is not None and eot.offset is not None and eot.length else None
+    return stored_frame_index(file, p.offset, p.length, p.number_of_frames, table)
 
 
 async def _shielded(coro: Any) -> None:

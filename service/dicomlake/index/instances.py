@@ -182,6 +182,8 @@ class InstanceIndex:
         bulk: dict[str, list[int | None]],
         pixel_data: dict[str, Any] | None,
         replace: bool,
+        frame_index: bytes | None = None,
+        frame_count: int = 0,
     ) -> bool:
         """Make the reserved instance visible and append the change feed, atomically.
 
@@ -227,6 +229,13 @@ class InstanceIndex:
                     )
                 except asyncpg.UniqueViolationError as e:
                     raise InstanceExistsError("The instance already exists.") from e
+                if frame_index is not None:
+                    await conn.execute(
+                        "INSERT INTO instance_frames (watermark, frame_count, fragments) VALUES ($1, $2, $3)",
+                        reservation.watermark,
+                        frame_count,
+                        frame_index,
+                    )
                 await conn.execute(
                     "INSERT INTO changefeed (sequence, partition_key, study_uid, series_uid, sop_uid, action, "
                     "watermark, blob_name) VALUES (nextval('changefeed_seq'), $1, $2, $3, $4, $5, $6, $7)",
@@ -335,6 +344,27 @@ class InstanceIndex:
         except _DB_DOWN as e:
             raise _db_errors(e) from e
         return [(None, r["m"], r["watermark"], r["study_uid"], r["series_uid"], r["sop_uid"]) for r in rows]
+
+
+async def frame_index(pool: asyncpg.Pool, watermark: int) -> bytes | None:
+    """The packed frame index stored at commit (``dicom/frames.py``), or None (native pixel data, or an
+    instance stored before migration 0004 or whose frame boundaries were unknown)."""
+    try:
+        async with pool.acquire(timeout=5.0) as conn:
+            value = await conn.fetchval("SELECT fragments FROM instance_frames WHERE watermark = $1", watermark)
+    except _DB_DOWN as e:
+        raise _db_errors(e) from e
+    return bytes(value) if value is not None else None
+
+
+async def instance_metadata(pool: asyncpg.Pool, watermark: int) -> dict[str, Any]:
+    """The stored DICOM JSON of one instance version ({} if gone)."""
+    try:
+        async with pool.acquire(timeout=5.0) as conn:
+            text = await conn.fetchval("SELECT metadata::text FROM instances WHERE watermark = $1", watermark)
+    except _DB_DOWN as e:
+        raise _db_errors(e) from e
+    return dict(orjson.loads(text)) if text else {}
 
 
 def not_found(level: str) -> NotFoundError:
