@@ -35,9 +35,11 @@ from dicomlake.dicom.frames import (
 from dicomlake.dicom.transcode import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
+    MAX_TRANSCODE_BYTES,
     PixelAttributes,
     check_pixel_budget,
     transcode_frame,
+    transcode_instance,
 )
 from dicomlake.errors import DependencyUnavailableError, NotAcceptableError, NotFoundError
 from dicomlake.features.retrieve import open_instance
@@ -250,3 +252,25 @@ async def frames_in(
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def check_transcodable_size(instances: list[StoredInstance], target: str) -> None:
+    """406 before anything is sent when an instance to transcode is larger than the whole-file cap."""
+    for instance in instances:
+        if needs_transcoding(instance, target) and instance.size > MAX_TRANSCODE_BYTES:
+            raise NotAcceptableError(
+                f"Instance {instance.sop_uid} is {instance.size} bytes, more than the {MAX_TRANSCODE_BYTES} this "
+                "server transcodes; ask for transfer-syntax=* or retrieve its frames.",
+                code="TooLargeToTranscode",
+            )
+
+
+def needs_transcoding(instance: StoredInstance, target: str) -> bool:
+    return target != "*" and (instance.transfer_syntax_uid or EXPLICIT_VR_LITTLE_ENDIAN) != target
+
+
+async def transcoded_instance(blobs: AzureBlobStore, instance: StoredInstance, target: str) -> bytes:
+    """The whole instance in ``target`` (reads the whole file: capped by `check_transcodable_size`)."""
+    download = await open_instance(blobs, instance)
+    data = await download.read_all()
+    return await run_cpu(transcode_instance, data, target)

@@ -301,7 +301,9 @@ class AzureBlobStore:
             kwargs["etag"] = etag
             kwargs["match_condition"] = MatchConditions.IfNotModified
         with translate_storage_errors():
-            downloader = await blob.download_blob(offset=offset or None, length=length, **kwargs)
+            # The SDK wants an offset (even 0) whenever a length is given.
+            start = offset if length is not None else (offset or None)
+            downloader = await blob.download_blob(offset=start, length=length, **kwargs)
         self.counters.read_requests += 1
         return BlobDownload(downloader, self.counters)
 
