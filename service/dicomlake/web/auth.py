@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from dicomlake.auth.jwks import JwksCache, KeysUnavailableError
 from dicomlake.auth.roles import Action, RoleMap
 from dicomlake.auth.tokens import InvalidTokenError, Principal, TokenValidator
 from dicomlake.config import DEFAULT_PARTITION, Settings
+from dicomlake.dicom.uids import is_valid_uid
 from dicomlake.logs import request_id_var
 from dicomlake.web.policy import action_for
 
@@ -101,8 +103,21 @@ def _is_preflight(scope: Scope) -> bool:
     return b"origin" in names and b"access-control-request-method" in names
 
 
-def _short(value: Any) -> str | None:
-    return value if isinstance(value, str) and len(value) <= 128 else None
+_PARTITION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _uid(value: Any) -> str | None:
+    """A path UID for the audit record: only a syntactically valid UID is written as given (a client
+    could put anything in the path, patient IDs included)."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) and is_valid_uid(value) else "(invalid)"
+
+
+def _partition(value: Any) -> str:
+    if value is None:
+        return DEFAULT_PARTITION
+    return value if isinstance(value, str) and _PARTITION_RE.match(value) else "(invalid)"
 
 
 class AuditMiddleware:
@@ -136,12 +151,10 @@ class AuditMiddleware:
             route=matched.template,
             action=matched.action.value if matched.action else None,
             client_ip=client[0] if client else None,
-            partition=(_short(matched.params.get("partition")) or DEFAULT_PARTITION)
-            if matched.template != _UNMATCHED
-            else None,
-            study=_short(matched.params.get("study")),
-            series=_short(matched.params.get("series")),
-            instance=_short(matched.params.get("instance")),
+            partition=_partition(matched.params.get("partition")) if matched.template != _UNMATCHED else None,
+            study=_uid(matched.params.get("study")),
+            series=_uid(matched.params.get("series")),
+            instance=_uid(matched.params.get("instance")),
         )
         scope[AUDIT_KEY] = event
         captured = bytearray()
@@ -187,7 +200,9 @@ def _read_outcome(event: AuditEvent, body: bytes) -> None:
     for item in document.get("00081199", {}).get("Value", []) or []:
         url = item.get("00081190", {}).get("Value", [""])[0] if isinstance(item, dict) else ""
         if isinstance(url, str) and "/studies/" in url:
-            studies.add(url.split("/studies/", 1)[1].split("/", 1)[0])
+            study = url.split("/studies/", 1)[1].split("/", 1)[0]
+            if is_valid_uid(study):
+                studies.add(study)
     event.stored_studies = sorted(studies)
 
 
