@@ -25,7 +25,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.encoders.base import get_encoder
 from pydicom.uid import UID
 
-from dicomlake.errors import NotAcceptableError
+from dicomlake.errors import DicomWebError, NotAcceptableError
 
 __all__ = [
     "DECODABLE",
@@ -227,7 +227,7 @@ def codec_errors(target: str) -> Iterator[None]:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.pixels\..*")
     try:
         yield
-    except NotAcceptableError:
+    except DicomWebError:
         raise
     except Exception as e:
         raise NotAcceptableError(

@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 
 from dicomlake.errors import ConflictError, DatabaseUnavailableError, NotFoundError
+from dicomlake.storage.paths import LakeLayout
 
 #: Taken (transaction-scoped) by every transaction that appends to the change feed, so sequence
 #: numbers are handed out in commit order.
@@ -212,6 +213,11 @@ class InstanceIndex:
                 if old is not None:
                     await conn.execute(
                         "INSERT INTO deletion_queue (blob_name, reason) VALUES ($1, 'replaced')", old["blob_name"]
+                    )
+                    # Its cached thumbnail, if one was rendered (deleting a missing blob succeeds).
+                    await conn.execute(
+                        "INSERT INTO deletion_queue (blob_name, reason) VALUES ($1, 'replaced')",
+                        LakeLayout.thumbnail_blob(old["blob_name"]),
                     )
                 try:
                     await conn.execute(

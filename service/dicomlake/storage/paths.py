@@ -4,6 +4,7 @@ Everything lives under ``AHDS/{workspace}/dicom/{service}/`` in the configured c
 
     AHDS/{workspace}/dicom/{service}/healthCheck/...              lake health probe files
     AHDS/{workspace}/dicom/{service}/{partition}/{study}/{series}/{sop}...   instances
+    AHDS/{workspace}/dicom/{service}/{partition}/{study}/{series}/{sop}_{version}.thumbnail.jpg   thumbnails
 
 See ``docs/data-contract.md``.
 """
@@ -34,3 +35,10 @@ class LakeLayout:
         storage browser; the watermark (version) keeps a replaced instance from overwriting the file that
         readers of the previous version may be streaming."""
         return f"{self.partition_root(partition)}{study_uid}/{series_uid}/{sop_uid}_{watermark}.dcm"
+
+    @staticmethod
+    def thumbnail_blob(instance_blob: str) -> str:
+        """``{partition}/{study}/{series}/{sop}_{watermark}.thumbnail.jpg``, next to the instance file it
+        was rendered from: a cache (WADO-RS thumbnail), safe to delete at any time, and to be deleted
+        with its instance version."""
+        return instance_blob.removesuffix(".dcm") + ".thumbnail.jpg"

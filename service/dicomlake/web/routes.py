@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from dicomlake.web import changefeed, delete, frames, health, metrics, partitions_api, qido, stow, wado
+from dicomlake.web import changefeed, delete, frames, health, metrics, partitions_api, qido, rendered, stow, wado
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -24,6 +24,12 @@ def _dicomweb_routes(prefix: str) -> list[BaseRoute]:
         Route(prefix + INSTANCE + "/metadata", wado.metadata, methods=["GET"]),
         Route(prefix + INSTANCE + "/bulkdata/{path:path}", wado.bulkdata, methods=["GET"]),
         Route(prefix + INSTANCE + "/frames/{frames}", frames.frames, methods=["GET"]),
+        Route(prefix + INSTANCE + "/rendered", rendered.rendered, methods=["GET"]),
+        Route(prefix + INSTANCE + "/frames/{frames}/rendered", rendered.rendered, methods=["GET"]),
+        Route(prefix + STUDY + "/thumbnail", rendered.thumbnail, methods=["GET"]),
+        Route(prefix + SERIES + "/thumbnail", rendered.thumbnail, methods=["GET"]),
+        Route(prefix + INSTANCE + "/thumbnail", rendered.thumbnail, methods=["GET"]),
+        Route(prefix + INSTANCE + "/frames/{frames}/thumbnail", rendered.thumbnail, methods=["GET"]),
         Route(prefix + "/studies", qido.search_studies, methods=["GET"]),
         Route(prefix + "/series", qido.search_series, methods=["GET"]),
         Route(prefix + "/instances", qido.search_instances, methods=["GET"]),
