@@ -119,6 +119,21 @@ param maxReplicas int = 5
 @minValue(1)
 param concurrentRequestsPerReplica int = 50
 
+// ---- authentication (Microsoft Entra ID; see docs/security.md) -------------------------------------
+
+@description('Require a Microsoft Entra ID bearer token on every DICOMweb route (DICOM_AUTH_ENABLED). Keep true in Azure.')
+param authEnabled bool = true
+
+@description('Tenant whose tokens are accepted (DICOM_AUTH_TENANT_ID). Empty: the deployment\'s tenant.')
+param authTenantId string = ''
+
+@description('Audience of the service\'s app registration, e.g. api://dicomlake or its client id; comma-separated for several (DICOM_AUTH_AUDIENCE).')
+@minLength(1)
+param authAudience string
+
+@description('Extra app roles mapped to actions, Role=action[,action];... (DICOM_AUTH_ROLE_MAP). Empty: only DICOM Data Reader and DICOM Data Owner.')
+param authRoleMap string = ''
+
 // ---- PostgreSQL -------------------------------------------------------------------------------------
 
 @description('Database the service uses (DICOM_DATABASE_NAME).')
@@ -324,6 +339,10 @@ module app 'modules/container-app.bicep' = {
     databasePoolMax: databasePoolMax
     logLevel: logLevel
     compatibility: dicomCompatibility
+    authEnabled: authEnabled
+    authTenantId: empty(authTenantId) ? tenant().tenantId : authTenantId
+    authAudience: authAudience
+    authRoleMap: authRoleMap
   }
   dependsOn: [
     storageRole

@@ -265,12 +265,12 @@ def test_planted_policy_defect(tree: Tree, defect: str) -> None:
 def test_env_var_check_follows_the_service_configuration(tree: Tree) -> None:
     """The list is read from config.py at test time: a variable the service starts reading may be
     set, one it stops reading may not."""
-    tree.edit(APP, CLIENT_ID_ENTRY, CLIENT_ID_ENTRY + env_entry("DICOM_AUTH_AUDIENCE", "'api://dicomlake'"))
-    assert "unknown environment variable DICOM_AUTH_AUDIENCE" in messages(policy_check(tree.root))
+    tree.edit(APP, CLIENT_ID_ENTRY, CLIENT_ID_ENTRY + env_entry("DICOM_FUTURE_SETTING", "'soon'"))
+    assert "unknown environment variable DICOM_FUTURE_SETTING" in messages(policy_check(tree.root))
     tree.edit(
         "service/dicomlake/config.py",
         '    "AZURE_CLIENT_ID":',
-        '    "DICOM_AUTH_AUDIENCE": "Audience of access tokens.",\n    "AZURE_CLIENT_ID":',
+        '    "DICOM_FUTURE_SETTING": "A setting still to come.",\n    "AZURE_CLIENT_ID":',
     )
     assert policy_check(tree.root) == []
     tree.edit("service/dicomlake/config.py", '    "DICOM_COMPATIBILITY":', '    "DICOM_PROFILE":')

@@ -99,6 +99,18 @@ param logLevel string = 'INFO'
 ])
 param compatibility string = 'standard'
 
+@description('Require a Microsoft Entra ID bearer token (DICOM_AUTH_ENABLED).')
+param authEnabled bool = true
+
+@description('Tenant whose tokens are accepted (DICOM_AUTH_TENANT_ID).')
+param authTenantId string
+
+@description('Accepted token audiences, comma-separated (DICOM_AUTH_AUDIENCE).')
+param authAudience string
+
+@description('Extra app roles, Role=action[,action];... (DICOM_AUTH_ROLE_MAP).')
+param authRoleMap string = ''
+
 // Until azd (or the operator) deploys the real image, run a public placeholder scaled to zero:
 // it cannot answer the service's health probes, so no replica of it is kept running.
 var placeholderImage = 'mcr.microsoft.com/azuredocs/containerapps-helloworld:latest'
@@ -207,6 +219,26 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
             {
               name: 'AZURE_CLIENT_ID'
               value: identityClientId
+            }
+            {
+              name: 'DICOM_AUTH_ENABLED'
+              value: string(authEnabled)
+            }
+            {
+              name: 'DICOM_AUTH_TENANT_ID'
+              value: authTenantId
+            }
+            {
+              name: 'DICOM_AUTH_AUDIENCE'
+              value: authAudience
+            }
+            {
+              name: 'DICOM_AUTH_ROLE_MAP'
+              value: authRoleMap
+            }
+            {
+              name: 'DICOM_AUDIT_LOG'
+              value: 'stderr'
             }
           ]
           probes: [
