@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import decimal
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import asyncpg
@@ -187,7 +187,13 @@ class _Args:
         return f"${len(self.values)}{cast}"
 
 
-_ESCAPE_RE_SQL = r"regexp_replace(dl_norm({p}), '([.+*?^$(){{}}|\[\]\\])', '\\\1', 'g')"
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _re_escape(value: str) -> str:
+    """Escape PostgreSQL ARE metacharacters (wildcards * and ? become escaped too)."""
+    return "".join("\\" + ch if ch in ".+*?^$(){}|[]\\" else ch for ch in value)
 
 
 def _predicate(expr: str, kind: str, c: Condition, args: _Args) -> str:
@@ -199,10 +205,19 @@ def _predicate(expr: str, kind: str, c: Condition, args: _Args) -> str:
             return f"{expr} && {args.add(list(c.values))}::text[]"
         return f"EXISTS (SELECT 1 FROM unnest({expr}) AS m(v) WHERE m.v LIKE {args.add(c.values[0])})"
     if kind == "pn":
+        # Values were normalised by dl_norm (see SearchIndex.search). A LIKE '%...%' superset first: cheap,
+        # and served by the trigram index; then the exact rule as a regular expression.
         if c.op == "fuzzy":
-            parts = [f"{expr} ~ ('(^|[=^ ,-])' || {_ESCAPE_RE_SQL.format(p=args.add(token))})" for token in c.values]
+            parts = []
+            for token in c.values:
+                parts.append(f"{expr} LIKE {args.add('%' + _like_escape(token) + '%')}::text")
+                parts.append(f"{expr} ~ {args.add('(^|[=^ ,-])' + _re_escape(token))}::text")
             return "(" + " AND ".join(parts) + ")"
-        alternatives = [f"{expr} ~ dl_pn_regex(dl_norm({args.add(v)}))" for v in c.values]
+        alternatives = []
+        for v in c.values:
+            like = "%" + _like_escape(v).replace("*", "%").replace("?", "_") + "%"
+            regex = "(^|=)" + _re_escape(v).replace("\\*", "[^=]*").replace("\\?", "[^=]") + "($|=)"
+            alternatives.append(f"({expr} LIKE {args.add(like)}::text AND {expr} ~ {args.add(regex)}::text)")
         return alternatives[0] if len(alternatives) == 1 else "(" + " OR ".join(alternatives) + ")"
     if kind == "num":
         if c.op == "in":
@@ -333,6 +348,23 @@ def build_sql(partition_key: int, query: SearchQuery) -> tuple[str, list[Any]]:
     return sql, args.values
 
 
+async def _normalise_names(conn: Any, query: SearchQuery) -> SearchQuery:
+    """PN values in the form the index stores (dl_norm: lower case, accents removed), as constants so
+    the planner can use the trigram index."""
+    raw = [v for c in query.conditions if c.attribute.kind == "pn" for v in c.values]
+    if not raw:
+        return query
+    normalised: list[str] = await conn.fetchval(
+        "SELECT array_agg(dl_norm(u.x) ORDER BY u.n) FROM unnest($1::text[]) WITH ORDINALITY AS u(x, n)", raw
+    )
+    it = iter(normalised)
+    conditions = tuple(
+        replace(c, values=tuple(next(it) for _ in c.values)) if c.attribute.kind == "pn" else c
+        for c in query.conditions
+    )
+    return replace(query, conditions=conditions)
+
+
 def _db_errors(e: BaseException) -> DatabaseUnavailableError:
     return DatabaseUnavailableError(f"The index database is unavailable ({type(e).__name__}).")
 
@@ -351,9 +383,10 @@ class SearchIndex:
 
     async def search(self, partition_key: int, query: SearchQuery) -> tuple[list[Hit], bool]:
         """Matching rows in order, and whether more than ``query.limit`` matched."""
-        sql, args = build_sql(partition_key, query)
         try:
             async with self._acquire() as conn:
+                query = await _normalise_names(conn, query)
+                sql, args = build_sql(partition_key, query)
                 rows = await conn.fetch(sql, *args)
         except _DB_DOWN as e:
             raise _db_errors(e) from e
@@ -375,8 +408,9 @@ class SearchIndex:
         return hits, len(rows) > query.limit
 
     async def explain(self, partition_key: int, query: SearchQuery) -> str:
-        sql, args = build_sql(partition_key, query)
         async with self._acquire() as conn:
+            query = await _normalise_names(conn, query)
+            sql, args = build_sql(partition_key, query)
             rows = await conn.fetch("EXPLAIN " + sql, *args)
         return "\n".join(r[0] for r in rows)
 
@@ -432,25 +466,26 @@ async def bulk_load(conn: asyncpg.Connection, partition_key: int, rows: Iterable
     """The index's bulk path: COPY committed instances in one statement, so the search triggers
     refresh every touched study and series once, set-based. ``rows``: (study_uid, series_uid, sop_uid,
     sop_class_uid, metadata dict). Returns the number of rows loaded."""
-    records: list[tuple[Any, ...]] = []
-    start = int(await conn.fetchval("SELECT nextval('instance_watermark_seq')"))
-    for offset, (study, series, sop, sop_class, metadata) in enumerate(rows):
-        records.append(
-            (
-                start + offset,
-                partition_key,
-                study,
-                series,
-                sop,
-                2,
-                sop_class,
-                f"bulk/{study}/{series}/{sop}.dcm",
-                orjson.dumps(metadata).decode(),
-            )
-        )
-    if not records:
+    items = list(rows)
+    if not items:
         return 0
-    await conn.execute("SELECT setval('instance_watermark_seq', $1)", start + len(records))
+    watermarks: list[int] = await conn.fetchval(
+        "SELECT array_agg(nextval('instance_watermark_seq')) FROM generate_series(1, $1)", len(items)
+    )
+    records = [
+        (
+            wm,
+            partition_key,
+            study,
+            series,
+            sop,
+            2,
+            sop_class,
+            f"bulk/{study}/{series}/{sop}.dcm",
+            orjson.dumps(meta).decode(),
+        )
+        for wm, (study, series, sop, sop_class, meta) in zip(watermarks, items, strict=True)
+    ]
     await conn.copy_records_to_table(
         "instances",
         records=records,
