@@ -32,6 +32,12 @@ DICOMWEB: dict[tuple[str, str], Action] = {
     ("GET", INSTANCE + "/metadata"): READ,
     ("GET", INSTANCE + "/bulkdata/{path:path}"): READ,
     ("GET", INSTANCE + "/frames/{frames}"): READ,
+    ("GET", INSTANCE + "/rendered"): READ,
+    ("GET", INSTANCE + "/frames/{frames}/rendered"): READ,
+    ("GET", STUDY + "/thumbnail"): READ,
+    ("GET", SERIES + "/thumbnail"): READ,
+    ("GET", INSTANCE + "/thumbnail"): READ,
+    ("GET", INSTANCE + "/frames/{frames}/thumbnail"): READ,
     # QIDO-RS
     ("GET", "/studies"): READ,
     ("GET", "/series"): READ,
