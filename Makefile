@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck test-unit test-integration test-faults bench clean
+.PHONY: help install run test lint format typecheck test-unit test-integration test-faults bench bench-qido clean
 
 help:
 	@echo "make run     start PostgreSQL, Azurite and the service on http://127.0.0.1:8080 (Ctrl-C stops all)"
@@ -58,6 +58,9 @@ test-faults: install
 
 bench: install
 	$(BIN)/python -m bench
+
+bench-qido: install
+	$(BIN)/python -m bench.qido
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .bench
