@@ -1,4 +1,4 @@
-"""Command line: ``python -m dicomlake serve | devstack | migrate``."""
+"""Command line: ``python -m dicomlake serve | devstack | migrate | reindex --from-lake``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,53 @@ async def _migrate(settings: Settings) -> list[int]:
             await credential.close()
 
 
+async def _reindex_from_lake(settings: Settings, partition: str | None) -> int:
+    """Rebuild the index from the lake (jobs/rebuild.py), drawing a progress bar on stderr."""
+    from dicomlake.app import _credential
+    from dicomlake.index.migrate import apply_migrations
+    from dicomlake.index.pool import create_index_pool
+    from dicomlake.jobs.rebuild import LakeRebuild, RebuildProgress
+    from dicomlake.storage.blob_store import AzureBlobStore
+    from dicomlake.storage.paths import LakeLayout
+
+    def bar(p: RebuildProgress) -> None:
+        filled = p.percent * 30 // 100
+        print(
+            f"\rrebuilding [{'#' * filled}{'.' * (30 - filled)}] {p.done}/{p.total} ({p.percent}%) failed {p.failed}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    needs_credential = settings.storage.uses_credential or settings.database.uses_entra_token
+    credential = _credential(settings) if needs_credential else None
+    try:
+        if settings.storage.connection_string is not None:
+            blobs = AzureBlobStore.from_connection_string(
+                settings.storage.connection_string, settings.storage.container
+            )
+        else:
+            assert settings.storage.account_url is not None
+            assert credential is not None
+            blobs = AzureBlobStore(settings.storage.account_url, settings.storage.container, credential)
+        async with blobs, create_index_pool(settings.database, credential) as pool:
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+            rebuild = LakeRebuild(pool, blobs, LakeLayout(settings.workspace, settings.service_name), on_progress=bar)
+            p = await rebuild.run(partition)
+    finally:
+        if credential is not None:
+            await credential.close()
+    print(file=sys.stderr)
+    print(
+        f"rebuilt {p.rebuilt} instance(s), {p.skipped_existing} already indexed, {p.superseded} older version(s) "
+        f"queued for deletion, {p.failed} failed; read {p.bytes_read} of {p.bytes_in_files} bytes"
+    )
+    for failure in p.failures[:20]:
+        print(f"  failed: {failure}", file=sys.stderr)
+    return 0 if p.failed == 0 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dicomlake", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     dev = sub.add_parser("devstack", help="start embedded PostgreSQL, Azurite and the service (make run)")
     dev.add_argument("--data-dir", default=".devstack", help="where PostgreSQL and Azurite keep their data")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    reindex = sub.add_parser("reindex", help="rebuild the index from the files in the lake (resumable)")
+    reindex.add_argument("--from-lake", action="store_true", required=True, help="walk the data contract's folders")
+    reindex.add_argument("--partition", default=None, help="only this partition (default: all)")
     args = parser.parse_args(argv)
 
     if args.command == "devstack":
@@ -63,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         serve(settings)
         return 0
+    if args.command == "reindex":
+        return asyncio.run(_reindex_from_lake(settings, args.partition))
     applied = asyncio.run(_migrate(settings))
     print(f"applied migrations: {applied or 'none (up to date)'}")
     return 0

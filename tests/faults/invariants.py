@@ -123,10 +123,21 @@ async def check(stack: Stack, base_url: str, *, expire_pending: bool = True) -> 
         for partition, study in studies:
             prefix = "/v2" if partition == "Microsoft.Default" else f"/v2/partitions/{partition}"
             expected = {r["sop_uid"] for r in committed if r["study_uid"] == study and r["partition"] == partition}
-            q = await client.get(f"{prefix}/studies/{study}/instances", headers={"Accept": "application/dicom+json"})
-            shown = {i["00080018"]["Value"][0] for i in q.json()} if q.status_code == 200 else set()
-            if q.status_code not in (200, 204) or shown != expected:
-                problems.append(f"QIDO shows {len(shown)} instance(s), index has {len(expected)} ({q.status_code})")
+            shown: set[str] = set()
+            for offset in range(0, 100_000, 100):  # QIDO pages of 100
+                q = await client.get(
+                    f"{prefix}/studies/{study}/instances",
+                    params={"limit": 100, "offset": offset},
+                    headers={"Accept": "application/dicom+json"},
+                )
+                if q.status_code not in (200, 204):
+                    problems.append(f"QIDO answered {q.status_code}")
+                page = {i["00080018"]["Value"][0] for i in q.json()} if q.status_code == 200 else set()
+                shown |= page
+                if len(page) < 100:
+                    break
+            if shown != expected:
+                problems.append(f"QIDO shows {len(shown)} instance(s), index has {len(expected)}")
             m = await client.get(f"{prefix}/studies/{study}/metadata", headers={"Accept": "application/dicom+json"})
             meta = {i["00080018"]["Value"][0] for i in m.json()} if m.status_code == 200 else set()
             if meta != expected:

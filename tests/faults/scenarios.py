@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
 
 from tests.factories import instance_bytes, new_uid
-from tests.faults.harness import Stack, kill9, wait_exit
+from tests.faults.harness import Stack, kill9, wait_exit, wait_until
 
 CRASH_POINTS = ("after-reserve", "after-blob-write", "before-commit", "after-commit")
 
@@ -61,4 +63,87 @@ async def kill_during_ingest(
             figures.by_point["random"] = figures.by_point.get("random", 0) + 1
             steady = await asyncio.to_thread(stack.start_service)
             figures.recover_seconds.append(time.monotonic() - killed_at)
+    return figures
+
+
+@dataclass
+class OutageFigures:
+    requests: int = 0
+    answered_503: int = 0
+    max_latency_seconds: float = 0.0
+    health_named_cause: bool = False
+    live_always_ok: bool = True
+    recover_seconds: float | None = None
+    statuses: dict[int, int] = field(default_factory=dict)
+    codes: set[str] = field(default_factory=set)
+
+
+async def outage(
+    stack: Stack,
+    *,
+    start: Callable[[], None],
+    end: Callable[[], None],
+    component: str,
+    seconds: float,
+    expect_status: int = 503,
+) -> OutageFigures:
+    """Store a baseline, then for ``seconds`` keep storing, retrieving and asking health while the
+    dependency is down; restore it and measure how long until a store succeeds and the replica is
+    ready again (same process: no restart)."""
+    figures = OutageFigures()
+    service = stack.services[-1] if stack.services else stack.start_service()
+    assert service.process is not None
+    pid = service.process.pid
+    study, series = new_uid(), new_uid()
+    async with httpx.AsyncClient(base_url=service.base_url, timeout=120) as client:
+        baseline = [instance_bytes(study=study, series=series) for _ in range(3)]
+        r = await stack.stow(client, "", baseline)
+        assert r is not None
+        assert r.status_code == 200, r.text
+        sop = next(iter(stack.ledger.stored))
+        _, st, se, _ = stack.ledger.stored[sop]
+        wado = f"/v2/studies/{st}/series/{se}/instances/{sop}"
+        start()
+        began = time.monotonic()
+        try:
+            while time.monotonic() - began < seconds:
+                for what in ("stow", "wado", "metadata"):
+                    t0 = time.monotonic()
+                    if what == "stow":
+                        r = await stack.stow(client, "", [instance_bytes(study=study, series=series)])
+                    else:
+                        url = wado + ("/metadata" if what == "metadata" else "")
+                        r = await client.get(url, headers={"Accept": "*/*"})
+                        stack.ledger.record(what, r)
+                    assert r is not None, f"{what}: connection broken during the outage"
+                    figures.requests += 1
+                    figures.max_latency_seconds = max(figures.max_latency_seconds, time.monotonic() - t0)
+                    figures.statuses[r.status_code] = figures.statuses.get(r.status_code, 0) + 1
+                    if r.status_code == expect_status:
+                        figures.answered_503 += 1
+                        with contextlib.suppress(ValueError):
+                            figures.codes.add(r.json().get("code", ""))
+                live = await client.get("/health/live")
+                figures.live_always_ok &= live.status_code == 200
+                check = await client.get("/health/check")
+                for d in check.json()["details"]:
+                    if d["name"] == component and d["status"] != "Healthy":
+                        figures.health_named_cause = True
+                await asyncio.sleep(0.5)
+        finally:
+            end()
+        restored = time.monotonic()
+
+        async def recovered() -> bool:
+            ready = await client.get("/health/ready")
+            if ready.status_code != 200:
+                return False
+            r = await stack.stow(client, "", [instance_bytes(study=study, series=series)])
+            return r is not None and r.status_code == 200
+
+        figures.recover_seconds = await wait_until(recovered, timeout=90, interval=0.5)
+        if figures.recover_seconds is not None:
+            figures.recover_seconds = round(time.monotonic() - restored, 1)
+    assert service.process.poll() is None, "the replica died"
+    assert service.process.pid == pid
     return figures

@@ -96,6 +96,8 @@ class BlobDownload:
         self.size: int = downloader.size
         self.etag: str = str(props.etag)
         self.content_length: int = downloader.size
+        #: User-defined blob metadata (the store writes ``sha256``; the lake rebuild reads it).
+        self.metadata: dict[str, str] = dict(props.metadata or {})
 
     async def chunks(self, *, prefetch: int = DOWNLOAD_PREFETCH_CHUNKS) -> AsyncIterator[bytes]:
         """Stream the blob. Up to ``prefetch`` chunks are fetched ahead while the consumer is still
