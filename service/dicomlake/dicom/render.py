@@ -189,7 +189,9 @@ def render_array(
             raise ValueError("the viewport's source region lies outside the image")
         image = image.crop((left, top, right, bottom))
         scale = min(vw / image.width, vh / image.height)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+        )
     elif thumbnail:
         image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     out = io.BytesIO()
