@@ -73,3 +73,40 @@ async def test_bulk_data_ranges(client: httpx.AsyncClient) -> None:
     assert response.content == pixels[100:200]
     assert response.headers["content-range"] == f"bytes 100-199/{len(pixels)}"
     assert (await client.get(url, headers={"Range": f"bytes={len(pixels)}-"})).status_code == 416
+
+
+def _bulk_uris(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["BulkDataURI"]] if "BulkDataURI" in node else []
+        return found + [u for value in node.values() for u in _bulk_uris(value)]
+    if isinstance(node, list):
+        return [u for item in node for u in _bulk_uris(item)]
+    return []
+
+
+async def test_every_bulk_data_uri_of_every_sample_resolves(client: httpx.AsyncClient) -> None:
+    import warnings
+    from io import BytesIO
+
+    import pydicom
+
+    from tests.api.test_frames import SAMPLES, _sample_ids
+    from tests.factories import multipart
+
+    for name in _sample_ids():
+        data = (SAMPLES / name).read_bytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(BytesIO(data))
+        body, content_type = multipart([data])
+        # The samples share SOP Instance UIDs: PUT replaces.
+        response = await client.put("/v2/studies", content=body, headers={"Content-Type": content_type})
+        assert response.status_code in (200, 202), name
+        metadata = (await client.get(url_of(ds) + "/metadata")).json()
+        uris = _bulk_uris(metadata)
+        assert uris, name
+        for uri in uris:
+            got = await client.get(uri)
+            assert got.status_code == 200, (name, uri)
+            if uri.endswith("/bulkdata/7FE00010"):
+                assert got.content == bytes(ds.PixelData), name
