@@ -13,6 +13,7 @@ import asyncpg
 from dicomlake.errors import DicomWebError
 from dicomlake.index.deletions import EXHAUSTED_AFTER_ATTEMPTS
 from dicomlake.storage.blob_store import AzureBlobStore
+from dicomlake.storage.paths import LakeLayout
 
 logger = logging.getLogger(__name__)
 BATCH = 100
@@ -72,6 +73,9 @@ class Janitor:
                 # store that reserved the same name is impossible: names carry unique watermarks).
                 try:
                     await self._blobs.delete(row["blob_name"])
+                    if row["blob_name"].endswith(".dcm"):
+                        # The version's cached thumbnail, if one was ever rendered (a missing blob is fine).
+                        await self._blobs.delete(LakeLayout.thumbnail_blob(row["blob_name"]))
                 except DicomWebError as e:
                     failed += 1
                     backoff = min(MAX_BACKOFF_SECONDS, 2 ** min(row["attempts"], 12))
