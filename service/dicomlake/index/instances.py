@@ -94,6 +94,21 @@ def _stored(row: asyncpg.Record) -> StoredInstance:
     )
 
 
+def _scope(
+    partition_key: int, study_uid: str, series_uid: str | None, sop_uid: str | None
+) -> tuple[list[str], list[Any]]:
+    """WHERE conditions and arguments for the committed instances of a study, series or instance."""
+    conditions = ["partition_key = $1", "study_uid = $2", "status = 2"]
+    args: list[Any] = [partition_key, study_uid]
+    if series_uid is not None:
+        args.append(series_uid)
+        conditions.append(f"series_uid = ${len(args)}")
+    if sop_uid is not None:
+        args.append(sop_uid)
+        conditions.append(f"sop_uid = ${len(args)}")
+    return conditions, args
+
+
 class InstanceIndex:
     def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float = 5.0) -> None:
         self._pool = pool
@@ -281,14 +296,7 @@ class InstanceIndex:
         under the change-feed lock (so sequences stay in commit order). Pending rows (stores in
         flight) are not touched: they commit afterwards as new instances. Returns how many were
         deleted."""
-        conditions = ["partition_key = $1", "study_uid = $2", "status = 2"]
-        args: list[Any] = [partition_key, study_uid]
-        if series_uid is not None:
-            args.append(series_uid)
-            conditions.append(f"series_uid = ${len(args)}")
-        if sop_uid is not None:
-            args.append(sop_uid)
-            conditions.append(f"sop_uid = ${len(args)}")
+        conditions, args = _scope(partition_key, study_uid, series_uid, sop_uid)
         try:
             async with self._acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGEFEED_LOCK_KEY)
@@ -310,14 +318,7 @@ class InstanceIndex:
     async def find(
         self, partition_key: int, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[StoredInstance]:
-        conditions = ["partition_key = $1", "study_uid = $2", "status = 2"]
-        args: list[Any] = [partition_key, study_uid]
-        if series_uid is not None:
-            args.append(series_uid)
-            conditions.append(f"series_uid = ${len(args)}")
-        if sop_uid is not None:
-            args.append(sop_uid)
-            conditions.append(f"sop_uid = ${len(args)}")
+        conditions, args = _scope(partition_key, study_uid, series_uid, sop_uid)
         try:
             async with self._acquire() as conn:
                 rows = await conn.fetch(
@@ -332,14 +333,7 @@ class InstanceIndex:
         self, partition_key: int, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[tuple[StoredInstance | None, str, int, str, str, str]]:
         """(None, metadata JSON text, watermark, study, series, sop) per instance, in retrieve order."""
-        conditions = ["partition_key = $1", "study_uid = $2", "status = 2"]
-        args: list[Any] = [partition_key, study_uid]
-        if series_uid is not None:
-            args.append(series_uid)
-            conditions.append(f"series_uid = ${len(args)}")
-        if sop_uid is not None:
-            args.append(sop_uid)
-            conditions.append(f"sop_uid = ${len(args)}")
+        conditions, args = _scope(partition_key, study_uid, series_uid, sop_uid)
         try:
             async with self._acquire() as conn:
                 rows: Sequence[asyncpg.Record] = await conn.fetch(

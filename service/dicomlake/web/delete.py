@@ -9,15 +9,13 @@ from dicomlake.features.delete import delete_instances
 from dicomlake.index.instances import InstanceIndex
 from dicomlake.web.deps import deps
 from dicomlake.web.partitions import partition_key
-from dicomlake.web.uids import optional_path_uid, path_uid
+from dicomlake.web.uids import path_scope
 
 
 async def delete(request: Request) -> Response:
     d = deps(request)
-    study = path_uid(request, "study")
-    series = optional_path_uid(request, "series")
-    sop = optional_path_uid(request, "instance")
+    scope = path_scope(request)
     index = InstanceIndex(d.pool)
     key = await partition_key(request, index, create=False)
-    await delete_instances(index, key, study, series, sop)
+    await delete_instances(index, key, scope.study, scope.series, scope.sop)
     return Response(status_code=204)

@@ -17,25 +17,10 @@ from dicomlake.features.frames import (
     pixel_attributes,
     stored_frame_size,
 )
-from dicomlake.index.instances import InstanceIndex, StoredInstance
 from dicomlake.web.deps import deps
+from dicomlake.web.lookup import find_instance
 from dicomlake.web.media import choose_frame_rendition, parse_accept
 from dicomlake.web.multipart import closing_delimiter, new_boundary, part_header
-from dicomlake.web.partitions import partition_key
-from dicomlake.web.uids import path_uid
-
-
-async def find_instance(request: Request) -> StoredInstance:
-    d = deps(request)
-    study = path_uid(request, "study")
-    series = path_uid(request, "series")
-    sop = path_uid(request, "instance")
-    index = InstanceIndex(d.pool)
-    key = await partition_key(request, index, create=False)
-    instances = await index.find(key, study, series, sop)
-    if not instances:
-        raise NotFoundError("The requested instance was not found.", code="InstanceNotFound")
-    return instances[0]
 
 
 async def frames(request: Request) -> Response:

@@ -10,14 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomlake.dicom.render import JPEG, PNG, RenderOptions, parse_render_options
-from dicomlake.errors import BadRequestError, NotAcceptableError, NotFoundError
+from dicomlake.errors import BadRequestError, NotAcceptableError
 from dicomlake.features.render import cached_thumbnail, render, representative
-from dicomlake.index.instances import InstanceIndex, StoredInstance
 from dicomlake.web.deps import deps
-from dicomlake.web.frames import find_instance
+from dicomlake.web.lookup import find_instance, find_instances
 from dicomlake.web.media import parse_accept
-from dicomlake.web.partitions import partition_key
-from dicomlake.web.uids import optional_path_uid, path_uid
 
 
 def _options(request: Request) -> RenderOptions:
@@ -49,26 +46,13 @@ async def rendered(request: Request) -> Response:
     return _image(await render(d.pool, d.blobs, instance, options, frame=frame), options)
 
 
-async def _instances_for(request: Request) -> list[StoredInstance]:
-    d = deps(request)
-    study = path_uid(request, "study")
-    series = optional_path_uid(request, "series")
-    index = InstanceIndex(d.pool)
-    key = await partition_key(request, index, create=False)
-    instances = await index.find(key, study, series)
-    if not instances:
-        level = "series" if series else "study"
-        raise NotFoundError(f"The requested {level} was not found.", code=f"{level.capitalize()}NotFound")
-    return instances
-
-
 async def thumbnail(request: Request) -> Response:
     d = deps(request)
     options = _options(request)
     if "instance" in request.path_params:
         instance = await find_instance(request)
     else:
-        instance = representative(await _instances_for(request))
+        instance = representative(await find_instances(request))
     frame = request.path_params.get("frames")
     if frame is not None:
         body = await render(d.pool, d.blobs, instance, options, frame=frame, thumbnail=True)

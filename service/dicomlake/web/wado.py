@@ -19,31 +19,18 @@ from dicomlake.index.instances import InstanceIndex, StoredInstance
 from dicomlake.storage.blob_store import AzureBlobStore, BlobDownload
 from dicomlake.web.deps import deps
 from dicomlake.web.json import DICOM_JSON
+from dicomlake.web.lookup import find_instance, find_instances
 from dicomlake.web.media import choose_instance_rendition, parse_accept
 from dicomlake.web.multipart import closing_delimiter, new_boundary, part_header
 from dicomlake.web.partitions import base_path, partition_key
 from dicomlake.web.ranges import Unsatisfiable, partial_response, unsatisfiable, wanted_ranges
-from dicomlake.web.uids import optional_path_uid, path_uid
-
-
-def _level(series: str | None, sop: str | None) -> str:
-    return "instance" if sop else "series" if series else "study"
-
-
-def _not_found(level: str) -> NotFoundError:
-    return NotFoundError(f"The requested {level} was not found.", code=f"{level.capitalize()}NotFound")
+from dicomlake.web.uids import path_scope
 
 
 async def retrieve(request: Request) -> Response:
     d = deps(request)
-    study = path_uid(request, "study")
-    series = optional_path_uid(request, "series")
-    sop = optional_path_uid(request, "instance")
-    index = InstanceIndex(d.pool)
-    key = await partition_key(request, index, create=False)
-    instances = await index.find(key, study, series, sop)
-    if not instances:
-        raise _not_found(_level(series, sop))
+    sop = path_scope(request).sop
+    instances = await find_instances(request)
     rendition = choose_instance_rendition(
         parse_accept(request.headers.get("accept")),
         stored_syntaxes={i.transfer_syntax_uid or "" for i in instances},
@@ -118,14 +105,12 @@ async def _transcoded(
 
 async def metadata(request: Request) -> Response:
     d = deps(request)
-    study = path_uid(request, "study")
-    series = optional_path_uid(request, "series")
-    sop = optional_path_uid(request, "instance")
+    scope = path_scope(request)
     index = InstanceIndex(d.pool)
     key = await partition_key(request, index, create=False)
-    rows = await index.metadata(key, study, series, sop)
+    rows = await index.metadata(key, scope.study, scope.series, scope.sop)
     if not rows:
-        raise _not_found(_level(series, sop))
+        raise scope.not_found()
     with_bulk = behaviour(d.settings.compatibility).metadata_bulk_data_uris
     base = base_path(request)
     digest = hashlib.sha256(f"{with_bulk}|{base}".encode())
@@ -205,16 +190,8 @@ def _drop_bulk(data: dict[str, dict[str, object]]) -> dict[str, object]:
 
 async def bulkdata(request: Request) -> Response:
     d = deps(request)
-    study = path_uid(request, "study")
-    series = path_uid(request, "series")
-    sop = path_uid(request, "instance")
     path = str(request.path_params["path"]).strip("/")
-    index = InstanceIndex(d.pool)
-    key = await partition_key(request, index, create=False)
-    instances = await index.find(key, study, series, sop)
-    if not instances:
-        raise _not_found("instance")
-    instance = instances[0]
+    instance = await find_instance(request)
     location = instance.bulk.get(path)
     if location is None:
         raise NotFoundError("The instance has no bulk data at that path.", code="BulkDataNotFound")
