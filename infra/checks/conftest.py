@@ -19,6 +19,7 @@ COPIED = (
     "pyproject.toml",
     "service/dicomlake/config.py",
     "service/dicomlake/__main__.py",
+    "service/dicomlake/index/migrations",
 )
 
 

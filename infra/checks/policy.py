@@ -359,6 +359,40 @@ def check_postgres(d: Deployment, report: _Report) -> None:
         if not any(r.type.lower() == POSTGRES_DATABASE and not r.existing for r in file.resources.values()):
             report(file, server.line, "the database the service uses is not created")
         _check_postgres_principal(d, file, admins, report)
+        _check_postgres_extensions(d, file, server, report)
+
+
+POSTGRES_CONFIGURATION = "microsoft.dbforpostgresql/flexibleservers/configurations"
+
+
+def migration_extensions(root: Path) -> set[str]:
+    """Extensions the service's migrations create (CREATE EXTENSION [IF NOT EXISTS] name)."""
+    pattern = re.compile(r"CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?([A-Za-z0-9_]+)", re.IGNORECASE)
+    found: set[str] = set()
+    for sql in sorted((root / "service" / "dicomlake" / "index" / "migrations").glob("*.sql")):
+        found |= {m.lower() for m in pattern.findall(sql.read_text())}
+    return found
+
+
+def _check_postgres_extensions(d: Deployment, file: BicepFile, server: Resource, report: _Report) -> None:
+    """Azure Database for PostgreSQL refuses CREATE EXTENSION unless the extension is allow-listed in the
+    server parameter azure.extensions: every extension the migrations create must be listed."""
+    needed = migration_extensions(d.root)
+    if not needed:
+        return
+    allowed: set[str] = set()
+    for r in file.resources.values():
+        if r.type.lower() == POSTGRES_CONFIGURATION and literal(file, get(r.obj, "name")) == "azure.extensions":
+            value = literal(file, get(r.obj, "properties.value"))
+            if isinstance(value, str):
+                allowed |= {v.strip().lower() for v in value.split(",") if v.strip()}
+    missing = sorted(needed - allowed)
+    if missing:
+        report(
+            file,
+            server.line,
+            f"the migrations create extensions that azure.extensions does not allow: {', '.join(missing)}",
+        )
 
 
 def _check_postgres_principal(d: Deployment, file: BicepFile, admins: list[Resource], report: _Report) -> None:

@@ -233,6 +233,12 @@ DEFECTS: dict[str, tuple[str, str, str, str]] = {
         "terminationGracePeriodSeconds: 30",
         "terminationGracePeriodSeconds (30) must exceed the graceful shutdown (30 s)",
     ),
+    "extension the migrations need not allow-listed": (
+        "infra/modules/postgres.bicep",
+        "value: 'pg_trgm,unaccent'",
+        "value: 'pg_trgm'",
+        "the migrations create extensions that azure.extensions does not allow: unaccent",
+    ),
     "no HEALTHCHECK": (
         "Dockerfile",
         "HEALTHCHECK --interval",

@@ -113,6 +113,20 @@ resource requireTls 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@20
   ]
 }
 
+// The extensions the service's migrations create (CREATE EXTENSION in service/dicomlake/index/
+// migrations): Azure allows only allow-listed ones. Server parameters are set one after another.
+resource allowExtensions 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2024-08-01' = {
+  parent: server
+  name: 'azure.extensions'
+  properties: {
+    value: 'pg_trgm,unaccent'
+    source: 'user-override'
+  }
+  dependsOn: [
+    requireTls
+  ]
+}
+
 resource administrator 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
   parent: server
   name: principalId
@@ -122,7 +136,7 @@ resource administrator 'Microsoft.DBforPostgreSQL/flexibleServers/administrators
     tenantId: tenant().tenantId
   }
   dependsOn: [
-    requireTls
+    allowExtensions
   ]
 }
 
