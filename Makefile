@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck test-unit test-integration test-faults bench bench-qido clean
+.PHONY: help install run test lint format typecheck test-unit test-integration test-faults bench bench-stow bench-frames bench-qido clean
 
 help:
 	@echo "make run     start PostgreSQL, Azurite and the service on http://127.0.0.1:8080 (Ctrl-C stops all)"
 	@echo "make test    install what is needed, then lint, type-check and run every test"
-	@echo "make lint | typecheck | test-unit | test-integration | test-faults | bench | clean"
+	@echo "make lint | typecheck | test-unit | test-integration | test-faults | test-infra | bench | clean"
 
 # --- installation -----------------------------------------------------------------------------
 $(STAMP): pyproject.toml
@@ -56,8 +56,15 @@ test-integration: install
 test-faults: install
 	$(BIN)/python -m pytest -q -m faults tests
 
-bench: install
+# Every scenario (each prints its table; results also land in .bench/). Run one alone with
+# `make bench-stow`, `make bench-frames` or `make bench-qido`.
+bench: bench-stow bench-frames bench-qido
+
+bench-stow: install
 	$(BIN)/python -m bench
+
+bench-frames: install
+	$(BIN)/python -m bench.frames
 
 bench-qido: install
 	$(BIN)/python -m bench.qido
