@@ -5,6 +5,7 @@ ledger of what the service acknowledged (checked afterwards by ``invariants.chec
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import signal
 import subprocess
@@ -49,15 +50,29 @@ class Servers:
         self.blob_proxy.set("pass")
         self.azurite.resume()
         if self.postgres._process is not None:
-            self.postgres._process.send_signal(signal.SIGCONT)
+            self.thaw_postgres()
+
+    def _postgres_pids(self) -> list[int]:
+        """The postmaster and its children (each backend runs in its own process group)."""
+        assert self.postgres._process is not None
+        root = self.postgres._process.pid
+        pids = [root]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == root:
+                pids.append(int(stat.parent.name))
+        return pids
 
     def freeze_postgres(self) -> None:
-        assert self.postgres._process is not None
-        self.postgres._process.send_signal(signal.SIGSTOP)
+        for pid in self._postgres_pids():
+            os.kill(pid, signal.SIGSTOP)
 
     def thaw_postgres(self) -> None:
-        assert self.postgres._process is not None
-        self.postgres._process.send_signal(signal.SIGCONT)
+        for pid in self._postgres_pids():
+            os.kill(pid, signal.SIGCONT)
 
 
 @dataclass

@@ -71,12 +71,12 @@ class FaultProxy:
         self._loop.close()
 
     def set(self, mode: Mode, *, delay: float = 0.0) -> None:
-        """Switch mode; a refusing mode also aborts every live connection."""
+        """Switch mode; entering or leaving a refusing mode aborts every live connection."""
 
         def apply() -> None:
-            self.mode = mode
+            previous, self.mode = self.mode, mode
             self.delay = delay
-            if mode in _REFUSING:
+            if mode in _REFUSING or previous in _REFUSING:
                 for writer in list(self._live):
                     _abort(writer)
                 self._live.clear()
@@ -166,6 +166,7 @@ class FaultProxy:
             f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
         ).encode()
         try:
+            self._live.add(writer)
             while True:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
                 length = 0
@@ -184,4 +185,5 @@ class FaultProxy:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             pass
         finally:
+            self._live.discard(writer)
             writer.close()

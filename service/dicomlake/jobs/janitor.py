@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from dicomlake.crashpoints import crash_point
 from dicomlake.errors import DicomWebError
 from dicomlake.index.deletions import EXHAUSTED_AFTER_ATTEMPTS
 from dicomlake.storage.blob_store import AzureBlobStore
@@ -93,6 +94,7 @@ class Janitor:
                             extra={"code": e.code, "attempts": row["attempts"] + 1},
                         )
                     continue
+                crash_point("janitor-after-blob-delete")  # test builds only: the row stays queued
                 await conn.execute("DELETE FROM deletion_queue WHERE id = $1", row["id"])
                 deleted += 1
         return deleted, failed, exhausted, len(rows)
