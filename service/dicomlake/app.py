@@ -23,6 +23,7 @@ from dicomlake.index.migrate import apply_migrations
 from dicomlake.index.pool import create_index_pool
 from dicomlake.jobs.janitor import Janitor
 from dicomlake.jobs.lake_probe import LakeProbe
+from dicomlake.jobs.reindex import ReindexWorker
 from dicomlake.logs import setup_logging
 from dicomlake.storage.blob_store import AzureBlobStore
 from dicomlake.storage.paths import LakeLayout
@@ -86,12 +87,17 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
         probe = LakeProbe(blobs, layout, interval=settings.health_probe_interval, account_hint=_account_hint(settings))
         await probe.run_once()
         health = HealthMonitor(pool, probe.health, probe_interval=settings.health_probe_interval)
-        deps = Deps(settings=settings, pool=pool, blobs=blobs, layout=layout, probe=probe, health=health)
+        reindex = ReindexWorker(pool) if settings.operations_worker else None
+        deps = Deps(
+            settings=settings, pool=pool, blobs=blobs, layout=layout, probe=probe, health=health, reindex=reindex
+        )
 
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as jobs:
             jobs.create_task(probe.run_forever(stop), name="lake-probe")
             jobs.create_task(Janitor(pool, blobs).run_forever(stop), name="janitor")
+            if reindex is not None:
+                jobs.create_task(reindex.run_forever(stop), name="reindex")
             try:
                 yield deps
             finally:

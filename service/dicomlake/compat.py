@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dicomlake.config import CompatibilityProfile
 
@@ -61,3 +61,12 @@ _PROFILES = {
 
 def behaviour(profile: CompatibilityProfile) -> Behaviour:
     return _PROFILES[profile]
+
+
+def search_behaviour(profile: CompatibilityProfile, qido_max_limit: int) -> Behaviour:
+    """The profile's behaviour with the configured largest QIDO ``limit`` (``DICOM_QIDO_MAX_LIMIT``):
+    the standard profile uses it; the azure profile keeps the Azure service's 200."""
+    rules = _PROFILES[profile]
+    if profile is CompatibilityProfile.STANDARD:
+        return replace(rules, qido_max_limit=qido_max_limit)
+    return rules

@@ -42,6 +42,10 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "DICOM_COMPATIBILITY": "Behaviour profile: standard (DICOM PS3.18) or azure (Azure DICOM service v2). "
     "Default: standard.",
     "DICOM_HEALTH_PROBE_INTERVAL_SECONDS": "Seconds between lake health probes. Default: 30.",
+    "DICOM_QIDO_MAX_LIMIT": "Largest QIDO-RS limit (standard profile; larger values are lowered to it), "
+    "1000-100000. Default: 1000.",
+    "DICOM_OPERATIONS_WORKER": "Run long-running operations (extended query tag reindex) in this replica "
+    "(true/false). Default: true.",
     "AZURE_CLIENT_ID": "Client id of the user-assigned managed identity (read by DefaultAzureCredential).",
     "DICOM_AUTH_ENABLED": "Require a Microsoft Entra ID bearer token on every DICOMweb route (true/false). "
     "Default: false.",
@@ -145,6 +149,8 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
     audit_log: str = "stderr"
+    qido_max_limit: int = 1000
+    operations_worker: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -168,6 +174,8 @@ class Settings:
             limits=_limits(reader),
             cors=_cors(reader),
             audit_log=_audit_log(reader),
+            qido_max_limit=reader.integer("DICOM_QIDO_MAX_LIMIT", 1000, minimum=1000, maximum=100_000),
+            operations_worker=reader.boolean("DICOM_OPERATIONS_WORKER", True),
         )
         reader.raise_if_problems()
         return settings

@@ -61,6 +61,13 @@ TOP_LEVEL: dict[tuple[str, str], Action] = {
     ("GET", "/health/check"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,  # operational gauges (deletion queue), no patient data, scraped without a token
     ("GET", "/v2/partitions"): READ,
+    ("POST", "/v2/extendedquerytags"): ADMIN,
+    ("GET", "/v2/extendedquerytags"): ADMIN,
+    ("GET", "/v2/extendedquerytags/{tag}"): ADMIN,
+    ("PATCH", "/v2/extendedquerytags/{tag}"): ADMIN,
+    ("DELETE", "/v2/extendedquerytags/{tag}"): ADMIN,
+    ("GET", "/v2/extendedquerytags/{tag}/errors"): ADMIN,
+    ("GET", "/v2/operations/{id}"): ADMIN,
 }
 
 PREFIXES = ("/v2", "/v2/partitions/{partition}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dicomlake.compat import behaviour
+from dicomlake.compat import search_behaviour
 from dicomlake.features.search import parse_query, run_search
 from dicomlake.index.instances import InstanceIndex
 from dicomlake.index.search import Level, SearchIndex, orderable
@@ -20,7 +20,7 @@ async def _search(request: Request, level: Level) -> Response:
     d = deps(request)
     study = optional_path_uid(request, "study")
     series = optional_path_uid(request, "series")
-    rules = behaviour(d.settings.compatibility)
+    rules = search_behaviour(d.settings.compatibility, d.settings.qido_max_limit)
     search_index = SearchIndex(d.pool)
     key = await partition_key(request, InstanceIndex(d.pool), create=False)
     extended = await search_index.extended_tags()

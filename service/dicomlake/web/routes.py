@@ -5,7 +5,20 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from dicomlake.web import changefeed, delete, frames, health, metrics, partitions_api, qido, rendered, stow, wado
+from dicomlake.web import (
+    changefeed,
+    delete,
+    extended_tags,
+    frames,
+    health,
+    metrics,
+    operations,
+    partitions_api,
+    qido,
+    rendered,
+    stow,
+    wado,
+)
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -51,6 +64,14 @@ def build_routes() -> list[BaseRoute]:
         Route("/health/check", health.check, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
         Route("/v2/partitions", partitions_api.partitions, methods=["GET"]),
+        # extended query tags and operations: global, not under a partition
+        Route("/v2/extendedquerytags", extended_tags.add_tags, methods=["POST"]),
+        Route("/v2/extendedquerytags", extended_tags.list_tags, methods=["GET"]),
+        Route("/v2/extendedquerytags/{tag}", extended_tags.get_tag, methods=["GET"]),
+        Route("/v2/extendedquerytags/{tag}", extended_tags.update_tag, methods=["PATCH"]),
+        Route("/v2/extendedquerytags/{tag}", extended_tags.delete_tag, methods=["DELETE"]),
+        Route("/v2/extendedquerytags/{tag}/errors", extended_tags.tag_errors, methods=["GET"]),
+        Route("/v2/operations/{id}", operations.get_operation, methods=["GET"]),
         *_dicomweb_routes("/v2"),
         *_dicomweb_routes("/v2/partitions/{partition}"),
     ]
