@@ -194,9 +194,9 @@ class OperationStore:
         try:
             async with self._acquire() as conn:
                 tag = await conn.execute(
-                    "UPDATE operations SET done = $3, total = coalesce($4, total), "
-                    "percent_complete = CASE WHEN coalesce($4, total) > 0 "
-                    "THEN least(99, $3 * 100 / coalesce($4, total)) ELSE 0 END, "
+                    "UPDATE operations SET done = $3::bigint, total = coalesce($4::bigint, total), "
+                    "percent_complete = CASE WHEN coalesce($4::bigint, total) > 0 "
+                    "THEN least(99, $3::bigint * 100 / coalesce($4::bigint, total)) ELSE 0 END, "
                     "lease_expires_at = now() + $5, updated_at = now() "
                     "WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                     op_id,
