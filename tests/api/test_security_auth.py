@@ -84,6 +84,8 @@ def concrete(template: str, uids: dict[str, str]) -> str:
         "{instance}": uids["instance"],
         "{path:path}": "7FE00010",
         "{frames}": "1",
+        "{tag}": "00101010",
+        "{id}": "00000000-0000-4000-8000-000000000000",
     }
     for key, value in values.items():
         template = template.replace(key, value)
