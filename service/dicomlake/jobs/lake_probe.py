@@ -15,6 +15,7 @@ import orjson
 
 from dicomlake.errors import (
     ContainerNotFoundError,
+    DependencyFailedError,
     DicomWebError,
     StorageAccessDeniedError,
     StorageUnavailableError,
@@ -114,4 +115,7 @@ class LakeProbe:
             description = f"The {where} cannot be used ({error.code}): {error.message}"
         if self.health.status is HealthStatus.HEALTHY or self.health.description != description:
             logger.warning("lake probe failed", extra={"code": error.code})
-        self.health.set(HealthStatus.UNHEALTHY, description, errorCode=error.code)
+        # Storage that answers but refuses (role revoked, container gone: the 424 class) is Degraded: the
+        # process is fine and cannot fix it by restarting. Storage that cannot be reached is Unhealthy.
+        status = HealthStatus.DEGRADED if isinstance(error, DependencyFailedError) else HealthStatus.UNHEALTHY
+        self.health.set(status, description, errorCode=error.code)
