@@ -2,7 +2,10 @@
 
 Modes: ``pass`` (forward bytes), ``delay`` (forward, each chunk held ``delay`` seconds), ``reset``
 (refuse: accept then abort with RST; live connections are aborted too), ``blackhole`` (accept and
-read, never answer; live connections stop forwarding), and for HTTP upstreams ``http503`` and
+read, never answer; live connections stop forwarding), ``freeze`` (a peer that stopped reading: live
+connections are kept but neither read nor forwarded, new ones are accepted and never read, so a sender's
+writes block once the socket buffers are full; ``freeze_after(n)`` enters it once ``n`` bytes went
+upstream, i.e. mid-upload), and for HTTP upstreams ``http503`` and
 ``http403`` (answer every request with that status and an Azure Storage error body, as a throttled
 account or a revoked role would). Switching to a refusing mode aborts live connections so that keep-
 alive clients meet the new mode on their next request.
@@ -20,7 +23,7 @@ import threading
 from collections.abc import Iterator
 from typing import Literal
 
-Mode = Literal["pass", "delay", "reset", "blackhole", "http503", "http403"]
+Mode = Literal["pass", "delay", "reset", "blackhole", "freeze", "http503", "http403"]
 _REFUSING: tuple[Mode, ...] = ("reset", "blackhole", "http503", "http403")
 _CHUNK = 64 * 1024
 
@@ -45,8 +48,23 @@ def _abort(writer: asyncio.StreamWriter) -> None:
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        *,
+        upstream_host: str = "127.0.0.1",
+        receive_buffer: int | None = None,
+        mss: int | None = None,
+    ) -> None:
+        """``receive_buffer`` fixes SO_RCVBUF of accepted connections (no autotuning) and ``mss`` clamps the
+        segment size they announce (loopback's is 64 KiB, which makes senders size their send buffers in
+        MiB), so that a frozen proxy stops a sender after a few hundred KiB, as a real network would,
+        instead of the MiB loopback buffers absorb."""
         self.upstream = (upstream_host, upstream_port)
+        self.receive_buffer = receive_buffer
+        self.mss = mss
+        self.bytes_upstream = 0
+        self._freeze_at: int | None = None
         self.port = 0
         self.mode: Mode = "pass"
         self.delay = 0.0
@@ -84,6 +102,15 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(apply)
         asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self._loop).result(5)
 
+    def freeze_after(self, n: int) -> None:
+        """Switch to ``freeze`` once ``n`` more bytes have been forwarded upstream."""
+
+        def apply() -> None:
+            self._freeze_at = self.bytes_upstream + n
+
+        self._loop.call_soon_threadsafe(apply)
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self._loop).result(5)
+
     @contextlib.contextmanager
     def fault(self, mode: Mode, *, delay: float = 0.0) -> Iterator[None]:
         self.set(mode, delay=delay)
@@ -94,7 +121,15 @@ class FaultProxy:
 
     # --- the loop ---------------------------------------------------------------------------------
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=256)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.receive_buffer is not None:  # inherited by accepted sockets
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        if self.mss is not None:  # announced in the SYN-ACK of accepted connections
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, self.mss)
+        sock.bind(("127.0.0.1", 0))
+        limit = self.receive_buffer or 64 * 1024
+        self._server = await asyncio.start_server(self._handle, sock=sock, backlog=256, limit=limit)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:
@@ -113,6 +148,9 @@ class FaultProxy:
         if mode == "blackhole":
             await self._swallow(reader, writer)
             return
+        if mode == "freeze":
+            await self._hold(writer)
+            return
         if mode in ("http503", "http403"):
             await self._answer_http(reader, writer, mode)
             return
@@ -124,20 +162,29 @@ class FaultProxy:
         self._live.add(writer)
         self._live.add(up_writer)
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer))
         finally:
             for w in (writer, up_writer):
                 self._live.discard(w)
                 with contextlib.suppress(Exception):
                     w.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool = False
+    ) -> None:
         try:
             while True:
+                while self.mode == "freeze":  # stop reading: the sender's buffers fill and its writes block
+                    await asyncio.sleep(0.1)
                 data = await reader.read(_CHUNK)
                 if not data:
                     break
-                while self.mode == "blackhole":  # a live connection that stalls, as through a dead link
+                if upstream:
+                    self.bytes_upstream += len(data)
+                    if self._freeze_at is not None and self.bytes_upstream >= self._freeze_at:
+                        self._freeze_at = None
+                        self.mode = "freeze"  # this chunk waits with the rest until the mode changes
+                while self.mode in ("blackhole", "freeze"):  # a live connection that stalls, as through a dead link
                     await asyncio.sleep(0.1)
                 if self.mode == "delay" and self.delay > 0:
                     await asyncio.sleep(self.delay)
@@ -155,6 +202,16 @@ class FaultProxy:
                 pass
         except OSError:
             pass
+        finally:
+            self._live.discard(writer)
+            writer.close()
+
+    async def _hold(self, writer: asyncio.StreamWriter) -> None:
+        """Accept and never read nor answer (until the mode changes or the peer goes away)."""
+        self._live.add(writer)
+        try:
+            while self.mode == "freeze" and not writer.is_closing():
+                await asyncio.sleep(0.1)
         finally:
             self._live.discard(writer)
             writer.close()

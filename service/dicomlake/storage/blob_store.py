@@ -52,6 +52,13 @@ DEFAULT_BLOCKS_IN_FLIGHT = 3
 #: before streaming costs little memory), later ones the same.
 DOWNLOAD_CHUNK_SIZE = 4 * 1024 * 1024
 DOWNLOAD_PREFETCH_CHUNKS = 2
+#: The SDK's transport has a connect and a read timeout but no write timeout: a block sent to a storage
+#: endpoint that stopped reading (frozen, dead link) waits for the OS to give up. Each ``stage_block`` and
+#: ``commit_block_list`` call therefore has a deadline derived from its size and the slowest throughput
+#: still accepted (4 MiB in 30 s, ~140 KiB/s), never below ``MIN_UPLOAD_DEADLINE_SECONDS``; past it the
+#: upload fails with ``StorageUnavailableError`` (503 + Retry-After) and the store discards its reservation.
+MIN_UPLOAD_BYTES_PER_SECOND = DEFAULT_BLOCK_SIZE / 30
+MIN_UPLOAD_DEADLINE_SECONDS = 30.0
 ONLINE_TIERS = ("Hot", "Cool", "Cold")
 
 
@@ -72,6 +79,20 @@ class StorageCounters:
     bytes_read: int = 0
     bytes_written: int = 0
     read_requests: int = 0
+
+
+def upload_deadline(size: int) -> float:
+    """Seconds one storage write of ``size`` bytes may take (SDK retries included) before it counts as stalled."""
+    return max(MIN_UPLOAD_DEADLINE_SECONDS, size / MIN_UPLOAD_BYTES_PER_SECOND)
+
+
+@contextlib.asynccontextmanager
+async def _write_deadline(size: int) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(upload_deadline(size)):
+            yield
+    except TimeoutError as e:
+        raise StorageUnavailableError("Storage stopped accepting the upload (write deadline passed).") from e
 
 
 def _client_options() -> dict[str, Any]:
@@ -238,9 +259,10 @@ class AzureBlobStore:
         size = 0
 
         async def stage(block_id: str, data: bytes) -> None:
-            with translate_storage_errors():
-                # A BytesIO body: aiohttp streams it instead of warning that raw bytes block the loop.
-                await blob.stage_block(block_id, io.BytesIO(data), length=len(data))
+            async with _write_deadline(len(data)):
+                with translate_storage_errors():
+                    # A BytesIO body: aiohttp streams it instead of warning that raw bytes block the loop.
+                    await blob.stage_block(block_id, io.BytesIO(data), length=len(data))
             self.counters.bytes_written += len(data)
 
         async def submit(data: bytes) -> None:
@@ -268,12 +290,13 @@ class AzureBlobStore:
             for task in asyncio.as_completed(list(in_flight)):
                 await task
             in_flight.clear()
-            with translate_storage_errors():
-                result = await blob.commit_block_list(
-                    [BlobBlock(block_id) for block_id in block_ids],
-                    content_settings=ContentSettings(content_type=content_type),
-                    metadata=metadata,
-                )
+            async with _write_deadline(0):
+                with translate_storage_errors():
+                    result = await blob.commit_block_list(
+                        [BlobBlock(block_id) for block_id in block_ids],
+                        content_settings=ContentSettings(content_type=content_type),
+                        metadata=metadata,
+                    )
         finally:
             for task in in_flight:
                 task.cancel()
