@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 
@@ -43,11 +44,16 @@ async def _migrate(settings: Settings) -> list[int]:
 
 
 async def _reindex_from_lake(settings: Settings, partition: str | None) -> int:
-    """Rebuild the index from the lake (jobs/rebuild.py), drawing a progress bar on stderr."""
+    """Rebuild the index from the lake (jobs/rebuild.py), drawing a progress bar on stderr. The run is
+    recorded as a ``rebuild`` operation leased to this process, so ``GET /v2/operations/{id}`` shows its
+    progress; if this process dies, a service replica's worker takes the operation over once the lease passes."""
     from dicomlake.app import _credential
+    from dicomlake.errors import DicomWebError
     from dicomlake.index.migrate import apply_migrations
+    from dicomlake.index.operations import OperationStore
     from dicomlake.index.pool import create_index_pool
-    from dicomlake.jobs.rebuild import LakeRebuild, RebuildProgress
+    from dicomlake.jobs.rebuild import RebuildProgress, run_rebuild_operation, start_rebuild
+    from dicomlake.jobs.reindex import worker_id
     from dicomlake.storage.blob_store import AzureBlobStore
     from dicomlake.storage.paths import LakeLayout
 
@@ -74,8 +80,31 @@ async def _reindex_from_lake(settings: Settings, partition: str | None) -> int:
         async with blobs, create_index_pool(settings.database, credential) as pool:
             async with pool.acquire() as conn:
                 await apply_migrations(conn)
-            rebuild = LakeRebuild(pool, blobs, LakeLayout(settings.workspace, settings.service_name), on_progress=bar)
-            p = await rebuild.run(partition)
+            owner = f"cli:{worker_id()}"
+            try:
+                op_id = await start_rebuild(pool, partition, owner=owner)
+            except DicomWebError as e:
+                print(e.message, file=sys.stderr)
+                return 1
+            print(f"operation {op_id}", file=sys.stderr)
+            layout = LakeLayout(settings.workspace, settings.service_name)
+            try:
+                result = await run_rebuild_operation(
+                    pool, blobs, layout, op_id, owner, partition=partition, on_progress=bar
+                )
+            except BaseException as e:
+                with contextlib.suppress(DicomWebError):
+                    error = e.message if isinstance(e, DicomWebError) else f"interrupted ({type(e).__name__})"
+                    await OperationStore(pool).finish(op_id, owner=owner, status="failed", error=error)
+                raise
+            if result is None:
+                print("\nthe rebuild operation was taken over by another worker", file=sys.stderr)
+                return 1
+            p = result
+            op = await OperationStore(pool).get(op_id)
+            if op is not None and op.status == "failed":
+                print(f"\nthe rebuild failed: {op.error}", file=sys.stderr)
+                return 1
     finally:
         if credential is not None:
             await credential.close()

@@ -23,7 +23,8 @@ from dicomlake.index.migrate import apply_migrations
 from dicomlake.index.pool import create_index_pool
 from dicomlake.jobs.janitor import Janitor
 from dicomlake.jobs.lake_probe import LakeProbe
-from dicomlake.jobs.reindex import ReindexWorker
+from dicomlake.jobs.rebuild import RebuildWorker
+from dicomlake.jobs.reindex import ReindexWorker, worker_id
 from dicomlake.logs import setup_logging
 from dicomlake.storage.blob_store import AzureBlobStore
 from dicomlake.storage.paths import LakeLayout
@@ -88,8 +89,16 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
         await probe.run_once()
         health = HealthMonitor(pool, probe.health, probe_interval=settings.health_probe_interval)
         reindex = ReindexWorker(pool) if settings.operations_worker else None
+        rebuild = RebuildWorker(pool, blobs, layout, owner=worker_id()) if settings.operations_worker else None
         deps = Deps(
-            settings=settings, pool=pool, blobs=blobs, layout=layout, probe=probe, health=health, reindex=reindex
+            settings=settings,
+            pool=pool,
+            blobs=blobs,
+            layout=layout,
+            probe=probe,
+            health=health,
+            reindex=reindex,
+            rebuild=rebuild,
         )
 
         stop = asyncio.Event()
@@ -98,6 +107,8 @@ async def build_deps(settings: Settings) -> AsyncIterator[Deps]:
             jobs.create_task(Janitor(pool, blobs).run_forever(stop), name="janitor")
             if reindex is not None:
                 jobs.create_task(reindex.run_forever(stop), name="reindex")
+            if rebuild is not None:
+                jobs.create_task(rebuild.run_forever(stop), name="rebuild-from-lake")
             try:
                 yield deps
             finally:

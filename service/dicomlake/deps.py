@@ -9,6 +9,7 @@ import asyncpg
 from dicomlake.config import Settings
 from dicomlake.health import HealthMonitor
 from dicomlake.jobs.lake_probe import LakeProbe
+from dicomlake.jobs.rebuild import RebuildWorker
 from dicomlake.jobs.reindex import ReindexWorker
 from dicomlake.storage.blob_store import AzureBlobStore
 from dicomlake.storage.paths import LakeLayout
@@ -24,3 +25,5 @@ class Deps:
     health: HealthMonitor
     #: This replica's reindex worker (None with DICOM_OPERATIONS_WORKER=false); nudged when tags are added.
     reindex: ReindexWorker | None = None
+    #: This replica's worker for rebuilds from the lake (None with DICOM_OPERATIONS_WORKER=false).
+    rebuild: RebuildWorker | None = None

@@ -133,6 +133,10 @@ async def test_drop_the_database_and_rebuild_from_the_lake(
         assert await pool.fetchval("SELECT last_value FROM instance_watermark_seq") >= highest
         assert await pool.fetchval("SELECT count(*) FROM changefeed WHERE action = 'create'") == len(stored)
         assert await pool.fetchval("SELECT count(*) FROM deletion_queue WHERE blob_name = $1", stale_name) == 1
+        # The command recorded its run as an operation (visible in GET /v2/operations/{id}).
+        op = await pool.fetchrow("SELECT status, percent_complete, results::text AS results FROM operations")
+        assert (op["status"], op["percent_complete"]) == ("completed", 100)
+        assert f'"instancesIndexed": {len(stored)}' in op["results"]
     finally:
         await pool.close()
     async with running_app(create_app(settings)) as client:

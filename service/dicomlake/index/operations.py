@@ -109,14 +109,15 @@ async def insert_operation(
     max_watermark: int = 0,
     resource_locations: Sequence[str] = (),
     op_id: uuid.UUID | None = None,
+    results: Any = None,
 ) -> uuid.UUID:
     """Insert an operation on ``conn`` (inside the caller's transaction). With ``owner`` it starts
     ``running`` and leased to that worker; without, ``notStarted`` for any worker to claim."""
     op_id = op_id or uuid.uuid4()
     await conn.execute(
         "INSERT INTO operations (id, type, status, tag_keys, max_watermark, total, resource_locations, lease_owner, "
-        "lease_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8::text IS NULL THEN NULL "
-        "ELSE now() + $9::interval END)",
+        "lease_expires_at, results) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8::text IS NULL THEN NULL "
+        "ELSE now() + $9::interval END, $10::jsonb)",
         op_id,
         type,
         "running" if owner is not None else "notStarted",
@@ -126,6 +127,7 @@ async def insert_operation(
         list(resource_locations),
         owner,
         lease,
+        orjson.dumps(results).decode() if results is not None else None,
     )
     return op_id
 
@@ -146,11 +148,18 @@ class OperationStore:
         lease: dt.timedelta = DEFAULT_LEASE,
         total: int = 0,
         resource_locations: Sequence[str] = (),
+        results: Any = None,
     ) -> uuid.UUID:
         try:
             async with self._acquire() as conn:
                 return await insert_operation(
-                    conn, type, owner=owner, lease=lease, total=total, resource_locations=resource_locations
+                    conn,
+                    type,
+                    owner=owner,
+                    lease=lease,
+                    total=total,
+                    resource_locations=resource_locations,
+                    results=results,
                 )
         except _DB_DOWN as e:
             raise _db_errors(e) from e
@@ -189,21 +198,24 @@ class OperationStore:
         done: int,
         total: int | None = None,
         lease: dt.timedelta = DEFAULT_LEASE,
+        results: Any = None,
     ) -> bool:
-        """Record progress and renew the lease; False when ``owner`` no longer holds the operation."""
+        """Record progress (and, when given, results so far) and renew the lease; False when ``owner`` no
+        longer holds the operation."""
         try:
             async with self._acquire() as conn:
                 tag = await conn.execute(
                     "UPDATE operations SET done = $3::bigint, total = coalesce($4::bigint, total), "
                     "percent_complete = CASE WHEN coalesce($4::bigint, total) > 0 "
                     "THEN least(99, $3::bigint * 100 / coalesce($4::bigint, total)) ELSE 0 END, "
-                    "lease_expires_at = now() + $5, updated_at = now() "
+                    "lease_expires_at = now() + $5, updated_at = now(), results = coalesce($6::jsonb, results) "
                     "WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                     op_id,
                     owner,
                     done,
                     total,
                     lease,
+                    orjson.dumps(results).decode() if results is not None else None,
                 )
         except _DB_DOWN as e:
             raise _db_errors(e) from e

@@ -22,17 +22,31 @@ Resumable and idempotent: an instance already committed with the same watermark 
 reading its file, so an interrupted rebuild continues where it stopped when run again. A file that
 cannot be parsed is reported and skipped (it stays in the lake). Progress is reported through a
 callback (the CLI draws a progress bar).
+
+Both entry points run the same function, :func:`run_rebuild_operation`, recorded as a long-running
+operation of type ``rebuild`` (``GET /v2/operations/{id}``: percentComplete and results):
+
+- ``POST /v2/operations/rebuild-from-lake`` (:func:`start_rebuild` without owner) creates it
+  ``notStarted``; the :class:`RebuildWorker` of any replica claims it through PostgreSQL with a lease;
+- ``python -m dicomlake reindex --from-lake`` creates it already ``running`` and leased to itself.
+
+While it runs, the worker writes progress and renews the lease every ``report_interval``; a worker that
+dies stops renewing, and once the lease has passed another replica's worker claims the operation and runs
+the rebuild again, which skips what was already indexed. Only one rebuild is active at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import datetime as dt
 import functools
 import hashlib
 import io
 import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
@@ -40,14 +54,26 @@ from typing import IO, Any, cast
 import asyncpg
 
 from dicomlake.dicom.header import InstanceHeader, read_instance_header
-from dicomlake.errors import DicomWebError, InvalidInstanceError
+from dicomlake.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    DependencyUnavailableError,
+    DicomWebError,
+    InvalidInstanceError,
+)
 from dicomlake.features.store import _frame_index as store_frame_index
 from dicomlake.index.instances import InstanceIndex, InstanceKey, Reservation
+from dicomlake.index.operations import DEFAULT_LEASE, OperationStore, insert_operation
 from dicomlake.storage.blob_store import AzureBlobStore, BlobInfo
 from dicomlake.storage.paths import LakeLayout
 
 logger = logging.getLogger(__name__)
 PAGE = 64 * 1024
+#: Operation type of a rebuild from the lake (``GET /v2/operations/{id}``).
+REBUILD = "rebuild"
+#: How many refused files an operation's results name (the CLI prints them too).
+MAX_LISTED_FAILURES = 20
+_ACTIVE_LOCK = "dicomlake:rebuild-from-lake"
 _NAME = re.compile(r"^(?P<study>[0-9.]+)/(?P<series>[0-9.]+)/(?P<sop>[0-9.]+)_(?P<watermark>[0-9]+)\.dcm$")
 
 
@@ -363,3 +389,201 @@ class LakeRebuild:
             digest.update(chunk)
         self.progress.bytes_read += f.blob.size
         return digest.digest()
+
+
+def progress_results(progress: RebuildProgress, partition: str | None) -> dict[str, Any]:
+    """What ``GET /v2/operations/{id}`` shows under ``results`` (while running and at the end)."""
+    return {
+        "partition": partition,
+        "filesFound": progress.total,
+        "instancesIndexed": progress.rebuilt,
+        "instancesSkipped": progress.skipped_existing,
+        "filesRefused": progress.failed,
+        "olderVersionsQueuedForDeletion": progress.superseded,
+        "bytesRead": progress.bytes_read,
+        "bytesInFiles": progress.bytes_in_files,
+        "refusedFiles": progress.failures[:MAX_LISTED_FAILURES],
+    }
+
+
+async def rebuild_from_lake(
+    pool: asyncpg.Pool,
+    blobs: AzureBlobStore,
+    layout: LakeLayout,
+    *,
+    partition: str | None = None,
+    on_progress: Callable[[RebuildProgress], None] | None = None,
+    concurrency: int = 8,
+) -> RebuildProgress:
+    """Rebuild the index of ``partition`` (default: every partition) from the lake; see the module doc."""
+    return await LakeRebuild(pool, blobs, layout, concurrency=concurrency, on_progress=on_progress).run(partition)
+
+
+async def start_rebuild(
+    pool: asyncpg.Pool, partition: str | None, *, owner: str | None = None, lease: dt.timedelta = DEFAULT_LEASE
+) -> uuid.UUID:
+    """Create the rebuild operation: ``notStarted`` for any replica's worker, or (with ``owner``) already
+    running and leased to the caller. Raises :class:`ConflictError` while another rebuild is active (not
+    started, or running with a live lease); one whose worker died (lease passed) is marked failed and
+    replaced, since the new rebuild redoes its work anyway."""
+    try:
+        async with pool.acquire(timeout=5.0) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _ACTIVE_LOCK)
+            active = await conn.fetch(
+                "SELECT id, lease_expires_at IS NOT NULL AND lease_expires_at < now() AS abandoned FROM operations "
+                "WHERE type = $1 AND status IN ('notStarted', 'running') FOR UPDATE",
+                REBUILD,
+            )
+            live = [r["id"] for r in active if not r["abandoned"]]
+            if live:
+                raise ConflictError(
+                    f"A rebuild from the lake is already in progress (operation {live[0]}).",
+                    code="OperationAlreadyRunning",
+                )
+            await conn.execute(
+                "UPDATE operations SET status = 'failed', error = 'abandoned: its worker stopped; replaced by a new "
+                "rebuild', lease_owner = NULL, lease_expires_at = NULL, updated_at = now() WHERE id = ANY($1::uuid[])",
+                [r["id"] for r in active],
+            )
+            return await insert_operation(
+                conn, REBUILD, owner=owner, lease=lease, results=progress_results(RebuildProgress(), partition)
+            )
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError) as e:
+        raise DatabaseUnavailableError(f"The index database is unavailable ({type(e).__name__}).") from e
+
+
+async def run_rebuild_operation(
+    pool: asyncpg.Pool,
+    blobs: AzureBlobStore,
+    layout: LakeLayout,
+    op_id: uuid.UUID,
+    owner: str,
+    *,
+    partition: str | None,
+    on_progress: Callable[[RebuildProgress], None] | None = None,
+    lease: dt.timedelta = DEFAULT_LEASE,
+    report_interval: float = 1.0,
+    concurrency: int = 8,
+) -> RebuildProgress | None:
+    """Run the rebuild for operation ``op_id`` held by ``owner``: progress and results are written and
+    the lease renewed every ``report_interval``; the operation ends ``completed`` (files that could not
+    be parsed are counted in the results) or ``failed`` (the rebuild itself raised). Returns the progress,
+    or None when the lease was lost to another worker (the rebuild is then stopped)."""
+    operations = OperationStore(pool)
+    progress = RebuildProgress()
+
+    def seen(p: RebuildProgress) -> None:
+        nonlocal progress
+        progress = p
+        if on_progress is not None:
+            on_progress(p)
+
+    task = asyncio.create_task(
+        rebuild_from_lake(pool, blobs, layout, partition=partition, on_progress=seen, concurrency=concurrency)
+    )
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=report_interval)
+            if done:
+                break
+            try:
+                held = await operations.progress(
+                    op_id,
+                    owner=owner,
+                    done=progress.done,
+                    total=progress.total,
+                    lease=lease,
+                    results=progress_results(progress, partition),
+                )
+            except DatabaseUnavailableError:
+                continue  # the rebuild meets the outage too; if the lease passes meanwhile, the next write says so
+            if not held:
+                logger.warning("rebuild operation taken over by another worker", extra={"operation": str(op_id)})
+                return None
+        try:
+            final = task.result()
+        except DependencyUnavailableError:
+            # Storage or database down: not finished. The lease passes and a worker (this one's next pass,
+            # or another replica's) claims the operation again and resumes.
+            raise
+        except Exception as e:
+            error = e.message if isinstance(e, DicomWebError) else f"The rebuild stopped ({type(e).__name__})."
+            logger.warning("rebuild operation failed", extra={"operation": str(op_id), "error": type(e).__name__})
+            await operations.finish(
+                op_id, owner=owner, status="failed", error=error, results=progress_results(progress, partition)
+            )
+            return progress
+        await operations.finish(op_id, owner=owner, status="completed", results=progress_results(final, partition))
+        logger.info(
+            "rebuild operation completed",
+            extra={"operation": str(op_id), "indexed": final.rebuilt, "refused": final.failed},
+        )
+        return final
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, DicomWebError):
+                await task
+
+
+class RebuildWorker:
+    """Runs ``rebuild`` operations in this replica (unless ``DICOM_OPERATIONS_WORKER=false``): claims one
+    through PostgreSQL (``FOR UPDATE SKIP LOCKED`` and a lease), including one whose worker died."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        blobs: AzureBlobStore,
+        layout: LakeLayout,
+        *,
+        owner: str,
+        lease: dt.timedelta = DEFAULT_LEASE,
+        interval: float = 5.0,
+        report_interval: float = 1.0,
+    ) -> None:
+        self.owner = owner
+        self.lease = lease
+        self.interval = interval
+        self.report_interval = report_interval
+        self._pool = pool
+        self._blobs = blobs
+        self._layout = layout
+        self._operations = OperationStore(pool)
+        self._wake = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Look for work now (a rebuild was just requested on this replica)."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        ran = 0
+        while (op := await self._operations.claim((REBUILD,), self.owner, lease=self.lease)) is not None:
+            partition = op.results.get("partition") if isinstance(op.results, dict) else None
+            logger.info("rebuild operation claimed", extra={"operation": str(op.id), "resumed": op.done > 0})
+            await run_rebuild_operation(
+                self._pool,
+                self._blobs,
+                self._layout,
+                op.id,
+                self.owner,
+                partition=partition if isinstance(partition, str) else None,
+                lease=self.lease,
+                report_interval=self.report_interval,
+            )
+            ran += 1
+        return ran
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.run_once()
+            except Exception:
+                logger.exception("rebuild pass failed")
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()

@@ -68,6 +68,7 @@ TOP_LEVEL: dict[tuple[str, str], Action] = {
     ("DELETE", "/v2/extendedquerytags/{tag}"): ADMIN,
     ("GET", "/v2/extendedquerytags/{tag}/errors"): ADMIN,
     ("GET", "/v2/operations/{id}"): ADMIN,
+    ("POST", "/v2/operations/rebuild-from-lake"): ADMIN,
 }
 
 PREFIXES = ("/v2", "/v2/partitions/{partition}")

@@ -15,6 +15,7 @@ from dicomlake.web import (
     operations,
     partitions_api,
     qido,
+    rebuild,
     rendered,
     stow,
     wado,
@@ -72,6 +73,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/v2/extendedquerytags/{tag}", extended_tags.delete_tag, methods=["DELETE"]),
         Route("/v2/extendedquerytags/{tag}/errors", extended_tags.tag_errors, methods=["GET"]),
         Route("/v2/operations/{id}", operations.get_operation, methods=["GET"]),
+        Route("/v2/operations/rebuild-from-lake", rebuild.rebuild_from_lake, methods=["POST"]),
         *_dicomweb_routes("/v2"),
         *_dicomweb_routes("/v2/partitions/{partition}"),
     ]
