@@ -4,38 +4,18 @@ identity endpoint (a local stand-in), Azurite in OAuth mode over HTTPS."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 
 from dicomlake.devstack.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite
-from dicomlake.devstack.ports import free_port
 from dicomlake.storage.blob_store import AzureBlobStore
-from tests.conftest import PROJECT_ROOT
 from tests.helpers.identity import IdentityEndpoint
 from tests.helpers.server import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 TOKEN_LIFETIME = 8
-
-
-@pytest.fixture
-def tls_azurite(tmp_path: Path) -> Iterator[tuple[LocalAzurite, Path]]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_path, key_path, ca_path = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    ca.cert_pem.write_to_path(str(ca_path))
-    server = LocalAzurite(PROJECT_ROOT, free_port(), oauth_cert=(cert_path, key_path))
-    server.start(log_path=tmp_path / "azurite.log")
-    try:
-        yield server, ca_path
-    finally:
-        server.stop()
 
 
 async def test_service_runs_on_managed_identity(

@@ -52,7 +52,9 @@ class IdentityEndpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-                endpoint.requests.append(query | {"header": self.headers.get("X-IDENTITY-HEADER", "")})
+                endpoint.requests.append(
+                    query | {"header": self.headers.get("X-IDENTITY-HEADER", ""), "at": repr(time.time())}
+                )
                 if self.headers.get("X-IDENTITY-HEADER") != endpoint.secret:
                     self.send_response(401)
                     self.end_headers()
