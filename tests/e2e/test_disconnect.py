@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import asyncpg
+import httpx
 import pytest
 
 from dicomlake.jobs.janitor import Janitor
@@ -43,5 +44,5 @@ async def test_disconnect_mid_upload(
     blobs = {b.name async for b in blob_store.list_blobs("AHDS/workspace/dicom/dicom/Microsoft.Default/")}
     assert blobs == committed  # no orphan, no missing file
     assert len(committed) < len(parts)
-    async with __import__("httpx").AsyncClient() as client:
+    async with httpx.AsyncClient() as client:
         assert (await client.get(f"{service.base_url}/health/ready")).status_code == 200

@@ -26,12 +26,12 @@ REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClass
 
 
 def _pydicom_test_files() -> list[Path]:
-    from pydicom.data import get_testdata_files
+    """The test files bundled inside the pydicom wheel (listed from disk: pydicom's own lookup would try
+    to download its larger external set, and tests have no network)."""
+    import pydicom.data
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # files pydicom would download are simply not listed
-        names = get_testdata_files("*")
-    return sorted(Path(n) for n in names if Path(n).is_file() and Path(n).suffix.lower() in ("", ".dcm"))
+    folder = Path(pydicom.data.__file__).parent / "test_files"
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in ("", ".dcm"))
 
 
 def _acceptable(data: bytes, name: str = "") -> bool:
@@ -146,9 +146,10 @@ async def test_every_file_roundtrips_over_raw_http(service: ServiceProcess) -> N
             if problems:
                 failures[path.name] = problems
     assert failures == {}
-    assert accepted >= 70
+    assert accepted >= 120
     assert refused >= 1
-    assert (await httpx.AsyncClient().get(f"{service.base_url}/health/ready")).status_code == 200
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{service.base_url}/health/ready")).status_code == 200
 
 
 def _json_without_group_lengths(ds: pydicom.Dataset) -> dict[str, Any]:
