@@ -1,12 +1,12 @@
 """Rendered images (PS3.18 §8.3.5.1, §10.4.1.1.3): one decoded frame to an 8-bit JPEG or PNG (pure).
 
-Grayscale: Modality LUT (Rescale Slope/Intercept), then the VOI window asked for (``window``) or the
-data set's first Window Center/Width (with VOI LUT Function), else the frame's min-max range;
+Grayscale: Modality LUT (Rescale Slope/Intercept), then the VOI window asked for (``window``), else the
+data set's first VOI LUT (VOI LUT Sequence, preferred like pydicom's ``apply_voi_lut``), else its first
+Window Center/Width (with VOI LUT Function), else the frame's min-max range;
 MONOCHROME1 is inverted. Colour: YBR is converted to RGB by the decoder; PALETTE COLOR goes through
 its (non-segmented) palette; more than 8 bits per sample is scaled down. ``viewport`` crops the source
 region ``sx,sy,sw,sh`` (default all) and scales it to fit ``vw x vh`` keeping its aspect ratio.
-Not applied: VOI LUT Sequence, Presentation States, per-frame functional groups, ICC profiles,
-annotations.
+Not applied: Presentation States, per-frame functional groups, ICC profiles, annotations.
 """
 
 from __future__ import annotations
@@ -57,6 +57,18 @@ class Voi:
     center: float | None = None
     width: float | None = None
     function: str = "LINEAR"
+    #: The data set's first VOI LUT: (first value mapped, bits per entry, entries).
+    lut: tuple[int, int, np.ndarray] | None = None
+
+    def with_lut(self, descriptor: list[int], data: bytes, *, big_endian: bool = False) -> Voi:
+        """This VOI with a VOI LUT (descriptor: entries (0 = 65536), first value mapped, bits per entry)."""
+        entries, first, bits = (int(v) for v in descriptor[:3])
+        entries = entries or 65536
+        dtype = np.dtype(">u2" if big_endian else "<u2") if bits > 8 or len(data) >= 2 * entries else np.dtype("u1")
+        table = np.frombuffer(data, dtype=dtype)[:entries]
+        if table.size == 0:
+            return self
+        return Voi(self.slope, self.intercept, self.center, self.width, self.function, (first, bits, table))
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> Voi:
@@ -138,6 +150,11 @@ def _grayscale(arr: np.ndarray, photometric: str, voi: Voi, window: tuple[float,
     values = arr.astype(np.float64) * voi.slope + voi.intercept
     if window is not None:
         out = _window(values, *window)
+    elif voi.lut is not None:
+        first, bits, table = voi.lut
+        index = np.clip(np.rint(values) - first, 0, table.size - 1).astype(np.int64)
+        top = float(max(int(table.max()), (1 << max(1, min(bits, 16))) - 1))
+        out = table[index].astype(np.float64) * (255.0 / top)
     elif voi.center is not None and voi.width is not None:
         out = _window(values, voi.center, voi.width, voi.function)
     else:

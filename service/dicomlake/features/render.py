@@ -60,6 +60,8 @@ async def render(
     data = await read_frame(blobs, source, number)
     palette = await _palette(blobs, instance, metadata) if attrs.photometric_interpretation == "PALETTE COLOR" else None
     voi = Voi.from_metadata(metadata)
+    if options.window is None:
+        voi = await _with_voi_lut(blobs, instance, metadata, voi)
     return await run_cpu(_render, data, attrs, frame_syntax(source), voi, options, palette, thumbnail)
 
 
@@ -86,6 +88,36 @@ def _render(
             )
         except ValueError as e:
             raise BadRequestError(str(e), code="InvalidRenderParameter") from e
+
+
+VOI_LUT_SEQUENCE = "00283010"
+LUT_DESCRIPTOR = "00283002"
+LUT_DATA = "00283006"
+EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+
+
+async def _with_voi_lut(blobs: AzureBlobStore, instance: StoredInstance, metadata: dict[str, Any], voi: Voi) -> Voi:
+    """Add the data set's first VOI LUT (VOI LUT Sequence item 1): descriptor from the metadata, the
+    table inline or (as bulk data) by one ranged read of the stored file."""
+    items = metadata.get(VOI_LUT_SEQUENCE, {}).get("Value") or []
+    item = items[0] if items else None
+    if not item:
+        return voi
+    descriptor = item.get(LUT_DESCRIPTOR, {}).get("Value")
+    data_attr = item.get(LUT_DATA, {})
+    if not descriptor or len(descriptor) < 3:
+        return voi
+    if "Value" in data_attr:  # US values inline
+        import numpy as np
+
+        table = np.asarray(data_attr["Value"], dtype="<u2").tobytes()
+        return voi.with_lut(descriptor, table)
+    location = instance.bulk.get(f"{VOI_LUT_SEQUENCE}/0/{LUT_DATA}")
+    if location is None or location[0] is None or not location[1]:
+        return voi  # not addressable (deflated file): fall back to the window
+    download = await open_instance(blobs, instance, offset=location[0], length=location[1])
+    big_endian = instance.transfer_syntax_uid == EXPLICIT_VR_BIG_ENDIAN
+    return voi.with_lut(descriptor, await download.read_all(), big_endian=big_endian)
 
 
 async def _palette(blobs: AzureBlobStore, instance: StoredInstance, metadata: dict[str, Any]) -> Any:
