@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import secrets
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -23,15 +23,13 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pydicom
 from tests.factories import make_dataset, multipart, new_uid, to_bytes
 from tests.helpers.server import ServiceProcess
 
-from dicomlake.devstack.azurite import LocalAzurite
-from dicomlake.devstack.ports import free_port
-from dicomlake.devstack.postgres import LocalPostgres, ensure_database
+from bench.stack import ROOT, bench_stack
 from dicomlake.storage.blob_store import AzureBlobStore
 
-ROOT = Path(__file__).resolve().parents[1]
 ANY = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
@@ -207,58 +205,33 @@ async def metadata_latency(base: str, instances: int) -> dict[str, float]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="dicomlake-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        pg = LocalPostgres(tmp / "pg", free_port(), durable=False)
-        pg.start()
-        azurite = LocalAzurite(ROOT, free_port(), location=tmp / "azurite")
-        azurite.start()
-        await ensure_database(pg.admin_dsn, "dicomlake")
-        service = ServiceProcess(
-            {
-                "DICOM_DATABASE_URL": pg.dsn("dicomlake"),
-                "DICOM_STORAGE_CONNECTION_STRING": azurite.connection_string,
-                "DICOM_STORAGE_CREATE_CONTAINER": "true",
-                "DICOM_LOG_LEVEL": "WARNING",
-            },
-            log_path=tmp / "service.log",
-        )
-        service.start()
-        results: dict[str, float] = {}
-        try:
-            base = service.base_url
-            if args.only == "large":
-                results |= await large_instance(base, azurite.connection_string, service, args.large_mb, tmp)
-                return results
-            print(f"generating {args.instances} CT-like 512x512 instances ...", flush=True)
-            files = [to_bytes(make_dataset(rows=512, columns=512)) for _ in range(args.instances)]
-            for c in (1, 8):
-                half = files[: len(files) // 2] if c == 1 else files[len(files) // 2 :]
-                r = await stow_wado(base, half, c)
-                raw = await raw_azurite(azurite.connection_string, half, c)
-                results |= {f"c{c}_{k}": v for k, v in (r | raw).items()}
-            # WADO over everything stored (URLs from the files)
-            import io
-
-            import pydicom
-
-            urls = []
-            for f in files:
-                ds = pydicom.dcmread(io.BytesIO(f), stop_before_pixels=True)
-                urls.append(
-                    f"{base}/v2/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
-                )
-            total = sum(len(f) for f in files)
-            for c in (1, 8):
-                results |= {f"c{c}_{k}": v for k, v in (await wado(base, urls, total, c)).items()}
-            print("metadata latency ...", flush=True)
-            results |= await metadata_latency(base, args.metadata_instances)
-            print(f"large instance ({args.large_mb} MB) ...", flush=True)
+    results: dict[str, float] = {}
+    async with bench_stack("dicomlake-bench-") as stack:
+        base, azurite, service, tmp = stack.service.base_url, stack.azurite, stack.service, stack.tmp
+        if args.only == "large":
             results |= await large_instance(base, azurite.connection_string, service, args.large_mb, tmp)
-        finally:
-            service.stop()
-            azurite.stop()
-            pg.stop()
+            return results
+        print(f"generating {args.instances} CT-like 512x512 instances ...", flush=True)
+        files = [to_bytes(make_dataset(rows=512, columns=512)) for _ in range(args.instances)]
+        for c in (1, 8):
+            half = files[: len(files) // 2] if c == 1 else files[len(files) // 2 :]
+            r = await stow_wado(base, half, c)
+            raw = await raw_azurite(azurite.connection_string, half, c)
+            results |= {f"c{c}_{k}": v for k, v in (r | raw).items()}
+        # WADO over everything stored (URLs from the files)
+        urls = []
+        for f in files:
+            ds = pydicom.dcmread(io.BytesIO(f), stop_before_pixels=True)
+            urls.append(
+                f"{base}/v2/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+            )
+        total = sum(len(f) for f in files)
+        for c in (1, 8):
+            results |= {f"c{c}_{k}": v for k, v in (await wado(base, urls, total, c)).items()}
+        print("metadata latency ...", flush=True)
+        results |= await metadata_latency(base, args.metadata_instances)
+        print(f"large instance ({args.large_mb} MB) ...", flush=True)
+        results |= await large_instance(base, azurite.connection_string, service, args.large_mb, tmp)
     return results
 
 

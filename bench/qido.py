@@ -15,21 +15,15 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-from tests.helpers.server import ServiceProcess
 
-from dicomlake.devstack.azurite import LocalAzurite
-from dicomlake.devstack.ports import free_port
-from dicomlake.devstack.postgres import LocalPostgres, ensure_database
+from bench.stack import ROOT, bench_stack
 from dicomlake.index.search import bulk_load
 
-ROOT = Path(__file__).resolve().parents[1]
 PER_STUDY = 20
 SERIES_PER_STUDY = 4
 MODALITIES = ("CT", "MR", "US", "CR", "DX", "PT", "NM", "MG")
@@ -111,8 +105,7 @@ def scenarios(studies: int, names: dict[int, str], rng: random.Random) -> dict[s
         ],
         "series in a study": [f"/v2/studies/1.2.826.0.1.3680043.10.1.{i}/series" for i in picks],
         "instances in a series, limit/offset": [
-            f"/v2/studies/1.2.826.0.1.3680043.10.1.{i}/series/1.2.826.0.1.3680043.10.1.{i}.2/instances"
-            "?limit=2&offset=2"
+            f"/v2/studies/1.2.826.0.1.3680043.10.1.{i}/series/1.2.826.0.1.3680043.10.1.{i}.2/instances?limit=2&offset=2"
             for i in picks
         ],
         "fuzzy name search": [
@@ -142,44 +135,26 @@ async def measure(base: str, cases: dict[str, list[str]]) -> dict[str, dict[str,
                 "p95_ms": times[int(len(times) * 0.95) - 1],
                 "mean_results": statistics.mean(counts),
             }
-            print(f"  {name:<46} p50 {results[name]['p50_ms']:7.1f} ms  p95 {results[name]['p95_ms']:7.1f} ms", flush=True)
+            print(
+                f"  {name:<46} p50 {results[name]['p50_ms']:7.1f} ms  p95 {results[name]['p95_ms']:7.1f} ms", flush=True
+            )
     return results
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="dicomlake-bench-qido-") as tmpdir:
-        tmp = Path(tmpdir)
-        pg = LocalPostgres(tmp / "pg", free_port(), durable=False)
-        pg.start()
-        azurite = LocalAzurite(ROOT, free_port(), location=tmp / "azurite")
-        azurite.start()
-        await ensure_database(pg.admin_dsn, "dicomlake")
-        service = ServiceProcess(
-            {
-                "DICOM_DATABASE_URL": pg.dsn("dicomlake"),
-                "DICOM_STORAGE_CONNECTION_STRING": azurite.connection_string,
-                "DICOM_STORAGE_CREATE_CONTAINER": "true",
-                "DICOM_LOG_LEVEL": "WARNING",
-            },
-            log_path=tmp / "service.log",
-        )
-        service.start()
-        out: dict[str, Any] = {}
-        names: dict[int, str] = {}
-        try:
-            small, large = args.small // PER_STUDY, args.large // PER_STUDY
-            print(f"seeding {args.small:,} instances ({small:,} studies) ...", flush=True)
-            out["seed_small_s"] = await seed(pg.dsn("dicomlake"), 0, small, names)
-            print(f"QIDO at {args.small:,} instances:", flush=True)
-            out["small"] = await measure(service.base_url, scenarios(small, names, random.Random(1)))
-            print(f"seeding up to {args.large:,} instances ({large:,} studies) ...", flush=True)
-            out["seed_large_s"] = await seed(pg.dsn("dicomlake"), small, large, names)
-            print(f"QIDO at {args.large:,} instances:", flush=True)
-            out["large"] = await measure(service.base_url, scenarios(large, names, random.Random(1)))
-        finally:
-            service.stop()
-            azurite.stop()
-            pg.stop()
+    out: dict[str, Any] = {}
+    names: dict[int, str] = {}
+    async with bench_stack("dicomlake-bench-qido-") as stack:
+        dsn, base = stack.postgres.dsn("dicomlake"), stack.service.base_url
+        small, large = args.small // PER_STUDY, args.large // PER_STUDY
+        print(f"seeding {args.small:,} instances ({small:,} studies) ...", flush=True)
+        out["seed_small_s"] = await seed(dsn, 0, small, names)
+        print(f"QIDO at {args.small:,} instances:", flush=True)
+        out["small"] = await measure(base, scenarios(small, names, random.Random(1)))
+        print(f"seeding up to {args.large:,} instances ({large:,} studies) ...", flush=True)
+        out["seed_large_s"] = await seed(dsn, small, large, names)
+        print(f"QIDO at {args.large:,} instances:", flush=True)
+        out["large"] = await measure(base, scenarios(large, names, random.Random(1)))
     out["instances"] = {"small": args.small, "large": args.large}
     return out
 
@@ -190,7 +165,9 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=1_000_000)
     args = parser.parse_args()
     out = asyncio.run(main_async(args))
-    print(f"\n{'scenario':<46} {'p50 small':>10} {'p95 small':>10} {'p50 large':>10} {'p95 large':>10} {'p95 ratio':>9}")
+    print(
+        f"\n{'scenario':<46} {'p50 small':>10} {'p95 small':>10} {'p50 large':>10} {'p95 large':>10} {'p95 ratio':>9}"
+    )
     for name, small in out["small"].items():
         large = out["large"][name]
         ratio = large["p95_ms"] / small["p95_ms"]

@@ -15,7 +15,6 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,8 @@ from pathlib import Path
 import httpx
 import psutil
 from tests.factories import instance_bytes, multipart, new_uid
-from tests.helpers.server import ServiceProcess
 
-from dicomlake.devstack.azurite import LocalAzurite
-from dicomlake.devstack.ports import free_port
-from dicomlake.devstack.postgres import LocalPostgres, ensure_database
+from bench.stack import bench_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON = {"Accept": "application/dicom+json"}
@@ -78,32 +74,18 @@ async def worker(base: str, stop: float, budget: list[int], stats: list[Window],
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix="dicomlake-soak-") as tmpdir:
-        tmp = Path(tmpdir)
-        pg = LocalPostgres(tmp / "pg", free_port(), durable=False)
-        pg.start()
-        azurite = LocalAzurite(ROOT, free_port(), location=tmp / "azurite")
-        azurite.start()
-        await ensure_database(pg.admin_dsn, "dicomlake")
-        service = ServiceProcess(
-            {
-                "DICOM_DATABASE_URL": pg.dsn("dicomlake"),
-                "DICOM_STORAGE_CONNECTION_STRING": azurite.connection_string,
-                "DICOM_STORAGE_CREATE_CONTAINER": "true",
-                "DICOM_LOG_LEVEL": "WARNING",
-            },
-            log_path=tmp / "service.log",
-        )
-        service.start()
+    async with bench_stack("dicomlake-soak-") as stack:
+        service = stack.service
         assert service.process is not None
         server = psutil.Process(service.process.pid)
         rows: list[dict[str, float]] = []
+        tasks: list[asyncio.Task[None]] = []
         try:
             began = time.monotonic()
             stop = began + args.minutes * 60
             budget = [args.max_requests]
             stats = [Window()]
-            tasks = [
+            tasks += [
                 asyncio.create_task(worker(service.base_url, stop, budget, stats, seed))
                 for seed in range(args.concurrency)
             ]
@@ -125,9 +107,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             for t in tasks:
                 t.result()
         finally:
-            service.stop()
-            azurite.stop()
-            pg.stop()
+            for t in tasks:
+                t.cancel()
     total = sum(r["req_per_s"] * args.interval for r in rows)
     errors = sum(r["error_rate"] * r["req_per_s"] * args.interval for r in rows)
     steady = rows[len(rows) // 4 :] or rows

@@ -64,6 +64,7 @@ from dicomlake.errors import (
 from dicomlake.features.store import _frame_index as store_frame_index
 from dicomlake.index.instances import InstanceIndex, InstanceKey, Reservation
 from dicomlake.index.operations import DEFAULT_LEASE, OperationStore, insert_operation
+from dicomlake.jobs.loop import run_until_stopped
 from dicomlake.storage.blob_store import AzureBlobStore, BlobInfo
 from dicomlake.storage.paths import LakeLayout
 
@@ -574,16 +575,4 @@ class RebuildWorker:
         return ran
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except Exception:
-                logger.exception("rebuild pass failed")
-            waiter = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({waiter, stopper}, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                stopper.cancel()
+        await run_until_stopped(self.run_once, stop=stop, wake=self._wake, interval=self.interval, name="rebuild")

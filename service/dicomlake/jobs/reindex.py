@@ -21,6 +21,7 @@ import asyncpg
 
 from dicomlake.index.extended_tags import REINDEX, ExtendedTagIndex, StepResult
 from dicomlake.index.operations import DEFAULT_LEASE, Operation, OperationStore
+from dicomlake.jobs.loop import run_until_stopped
 
 logger = logging.getLogger(__name__)
 BATCH = 500
@@ -87,16 +88,4 @@ class ReindexWorker:
         return ran
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except Exception:
-                logger.exception("reindex pass failed")
-            waiter = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({waiter, stopper}, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                stopper.cancel()
+        await run_until_stopped(self.run_once, stop=stop, wake=self._wake, interval=self.interval, name="reindex")
