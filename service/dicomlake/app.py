@@ -29,6 +29,7 @@ from dicomlake.logs import setup_logging
 from dicomlake.storage.blob_store import AzureBlobStore
 from dicomlake.storage.paths import LakeLayout
 from dicomlake.web.auth import AuditMiddleware, AuthMiddleware, CorsMiddleware, open_security
+from dicomlake.web.compression import JsonGzipMiddleware
 from dicomlake.web.errors import handle_dicomweb_error, handle_unexpected_error
 from dicomlake.web.limits import LimitsMiddleware
 from dicomlake.web.middleware import RequestContextMiddleware
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None, *, environ: Mapping[str, str] |
         lifespan=lifespan,
         middleware=[
             Middleware(RequestContextMiddleware, router=router),
+            Middleware(JsonGzipMiddleware),
             # security (web/auth.py): audit record, CORS, limits, then token and role checks
             Middleware(AuditMiddleware, router=router),
             Middleware(CorsMiddleware),
