@@ -298,6 +298,15 @@ async def test_cors_preflight_with_authorization_before_auth(secure_settings: Se
         assert preflight.status_code == 200, preflight.text
         assert preflight.headers["access-control-allow-origin"] == "https://viewer.example.org"
         assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+        ranged = await client.options(
+            "/v2/studies/1.2.3/series/1.2.4/instances/1.2.5",
+            headers={
+                "Origin": "https://viewer.example.org",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization, range, if-range",
+            },
+        )
+        assert ranged.status_code == 200, ranged.text  # byte-range requests from a browser viewer
         other = await client.options(
             "/v2/studies",
             headers={"Origin": "https://evil.example.org", "Access-Control-Request-Method": "GET"},
@@ -308,6 +317,7 @@ async def test_cors_preflight_with_authorization_before_auth(secure_settings: Se
         )
         assert actual.headers["access-control-allow-origin"] == "https://viewer.example.org"
         assert "x-request-id" in actual.headers["access-control-expose-headers"].lower()
+        assert "content-range" in actual.headers["access-control-expose-headers"].lower()
         denied = await client.get("/v2/studies", headers={"Origin": "https://viewer.example.org"})
         assert denied.status_code == 401
         assert denied.headers["access-control-allow-origin"] == "https://viewer.example.org"

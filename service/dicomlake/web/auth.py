@@ -225,8 +225,26 @@ class CorsMiddleware:
                 self.app,
                 allow_origins=list(settings.origins),
                 allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"],
-                allow_headers=["Authorization", "Accept", "Content-Type", "If-None-Match", "If-Match", "X-Request-Id"],
-                expose_headers=["X-Request-Id", "ETag", "Location", "Content-Location", "Warning", "WWW-Authenticate"],
+                allow_headers=[
+                    "Authorization",
+                    "Accept",
+                    "Content-Type",
+                    "If-None-Match",
+                    "If-Match",
+                    "Range",
+                    "If-Range",
+                    "X-Request-Id",
+                ],
+                expose_headers=[
+                    "X-Request-Id",
+                    "ETag",
+                    "Location",
+                    "Content-Location",
+                    "Content-Range",
+                    "Accept-Ranges",
+                    "Warning",
+                    "WWW-Authenticate",
+                ],
                 max_age=settings.max_age_seconds,
             )
             security.cors[id(self)] = cors
