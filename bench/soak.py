@@ -37,12 +37,22 @@ class Window:
     latencies: list[float] = field(default_factory=list)
 
 
+#: Stores (of 2 instances) per study before a worker moves on to a new study.
+STUDY_SIZE = 25
+
+
 async def worker(base: str, stop: float, budget: list[int], stats: list[Window], seed: int) -> None:
     rng = random.Random(seed)
     stored: list[str] = []
     study = new_uid()
+    iteration = 0
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         while time.monotonic() < stop and budget[0] > 0:
+            # A new study every STUDY_SIZE stores keeps the workload stationary: a study that grew for
+            # the whole run would make its metadata and search answers grow with it.
+            iteration += 1
+            if iteration % STUDY_SIZE == 0:
+                study = new_uid()
             series = new_uid()
             parts = [instance_bytes(study=study, series=series, rows=128, columns=128) for _ in range(2)]
             body, content_type = multipart(parts)
