@@ -11,8 +11,11 @@
         ├── NotFoundError                  404
         │   └── BlobNotFoundError          404, a blob the caller asked for is missing
         ├── NotAcceptableError             406
+        ├── RequestTimeoutError            408, the request body arrived too slowly
         ├── ConflictError                  409
         ├── PayloadTooLargeError           413
+        ├── UriTooLongError                414
+        ├── HeadersTooLargeError           431
         ├── UnsupportedMediaTypeError      415
         ├── DependencyFailedError          424, storage answered but refuses (role, container, archive tier)
         │   ├── StorageAccessDeniedError
@@ -42,14 +45,17 @@ __all__ = [
     "DependencyUnavailableError",
     "DicomLakeError",
     "DicomWebError",
+    "HeadersTooLargeError",
     "InvalidInstanceError",
     "InvalidQueryError",
     "NotAcceptableError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RequestTimeoutError",
     "StorageAccessDeniedError",
     "StorageUnavailableError",
     "UnsupportedMediaTypeError",
+    "UriTooLongError",
 ]
 
 
@@ -115,6 +121,21 @@ class ConflictError(DicomWebError):
 class PayloadTooLargeError(DicomWebError):
     status_code = 413
     code = "PayloadTooLarge"
+
+
+class RequestTimeoutError(DicomWebError):
+    status_code = 408
+    code = "RequestTimeout"
+
+
+class UriTooLongError(DicomWebError):
+    status_code = 414
+    code = "UriTooLong"
+
+
+class HeadersTooLargeError(DicomWebError):
+    status_code = 431
+    code = "RequestHeaderFieldsTooLarge"
 
 
 class UnsupportedMediaTypeError(DicomWebError):

@@ -135,7 +135,7 @@ class StoreService:
         )
         try:
             crash_point("after-reserve")
-            frame_index = await asyncio.to_thread(_frame_index, part.file, header)
+            frame_index = await asyncio.to_thread(frame_index_of, part.file, header)
             async with self._lease(reservation):
                 info = await self._blobs.upload_stream(
                     reservation.blob_name,
@@ -145,20 +145,7 @@ class StoreService:
                 )
             crash_point("after-blob-write")
             metadata = header.metadata
-            bulk = {b.path: [b.offset, b.length] for b in header.bulk}
-            pixel: dict[str, Any] | None = None
-            if header.pixel_data is not None:
-                p = header.pixel_data
-                pixel = {
-                    "offset": p.offset,
-                    "length": p.length,
-                    "encapsulated": p.encapsulated,
-                    "frames": p.number_of_frames,
-                    "rows": p.rows,
-                    "columns": p.columns,
-                    "samplesPerPixel": p.samples_per_pixel,
-                    "bitsAllocated": p.bits_allocated,
-                }
+            bulk, pixel = index_fields(header)
             crash_point("before-commit")
             await self._index.commit(
                 reservation,
@@ -207,7 +194,7 @@ class StoreService:
             logger.warning("could not discard a reservation; the janitor will sweep it when its lease expires")
 
 
-def _frame_index(file: Seekable, header: InstanceHeader) -> bytes | None:
+def frame_index_of(file: Seekable, header: InstanceHeader) -> bytes | None:
     """Where each frame of encapsulated pixel data sits (``dicom/frames.py``): item headers only."""
     p = header.pixel_data
     if p is None or not p.encapsulated:
@@ -225,3 +212,22 @@ async def _shielded(coro: Any) -> None:
     except asyncio.CancelledError:
         await task
         raise
+
+
+def index_fields(header: InstanceHeader) -> tuple[dict[str, list[int | None]], dict[str, Any] | None]:
+    """Bulk-data offsets and pixel-data geometry as the index records them (stores and the rebuild)."""
+    bulk = {b.path: [b.offset, b.length] for b in header.bulk}
+    pixel: dict[str, Any] | None = None
+    if header.pixel_data is not None:
+        p = header.pixel_data
+        pixel = {
+            "offset": p.offset,
+            "length": p.length,
+            "encapsulated": p.encapsulated,
+            "frames": p.number_of_frames,
+            "rows": p.rows,
+            "columns": p.columns,
+            "samplesPerPixel": p.samples_per_pixel,
+            "bitsAllocated": p.bits_allocated,
+        }
+    return bulk, pixel

@@ -61,7 +61,7 @@ from dicomlake.errors import (
     DicomWebError,
     InvalidInstanceError,
 )
-from dicomlake.features.store import _frame_index as store_frame_index
+from dicomlake.features.store import frame_index_of, index_fields
 from dicomlake.index.instances import InstanceIndex, InstanceKey, Reservation
 from dicomlake.index.operations import DEFAULT_LEASE, OperationStore, insert_operation
 from dicomlake.jobs.loop import run_until_stopped
@@ -181,28 +181,9 @@ class RangedBlobFile(io.RawIOBase):
         return written
 
 
-def index_fields(header: InstanceHeader) -> tuple[dict[str, list[int | None]], dict[str, Any] | None]:
-    """Bulk offsets and pixel-data geometry exactly as a store records them."""
-    bulk = {b.path: [b.offset, b.length] for b in header.bulk}
-    pixel: dict[str, Any] | None = None
-    if header.pixel_data is not None:
-        p = header.pixel_data
-        pixel = {
-            "offset": p.offset,
-            "length": p.length,
-            "encapsulated": p.encapsulated,
-            "frames": p.number_of_frames,
-            "rows": p.rows,
-            "columns": p.columns,
-            "samplesPerPixel": p.samples_per_pixel,
-            "bitsAllocated": p.bits_allocated,
-        }
-    return bulk, pixel
-
-
 def _frame_index(file: RangedBlobFile, header: InstanceHeader) -> bytes | None:
     """The frame index exactly as a store computes it (item headers only: a few ranged pages)."""
-    return store_frame_index(cast(IO[bytes], file), header)
+    return frame_index_of(cast(IO[bytes], file), header)
 
 
 class LakeRebuild:

@@ -19,24 +19,15 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicomlake.config import LimitSettings
-from dicomlake.errors import DicomWebError, PayloadTooLargeError
+from dicomlake.errors import (
+    DicomWebError,
+    HeadersTooLargeError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UriTooLongError,
+)
 from dicomlake.web.errors import error_response
 from dicomlake.web.multipart import PartLimits
-
-
-class RequestTimeoutError(DicomWebError):
-    status_code = 408
-    code = "RequestTimeout"
-
-
-class UriTooLongError(DicomWebError):
-    status_code = 414
-    code = "UriTooLong"
-
-
-class HeadersTooLargeError(DicomWebError):
-    status_code = 431
-    code = "RequestHeaderFieldsTooLarge"
 
 
 def part_limits(limits: LimitSettings) -> PartLimits:
