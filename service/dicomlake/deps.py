@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -27,3 +27,7 @@ class Deps:
     reindex: ReindexWorker | None = None
     #: This replica's worker for rebuilds from the lake (None with DICOM_OPERATIONS_WORKER=false).
     rebuild: RebuildWorker | None = None
+    #: Partition name -> key, for partitions known to exist. A key never changes once assigned (there is
+    #: no partition delete), so this saves one database round trip per request; unknown names are always
+    #: looked up, since another replica may create the partition at any moment.
+    partition_keys: dict[str, int] = field(default_factory=dict)

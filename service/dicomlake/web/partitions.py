@@ -9,6 +9,7 @@ from starlette.requests import Request
 from dicomlake.config import DEFAULT_PARTITION
 from dicomlake.errors import BadRequestError, NotFoundError
 from dicomlake.index.instances import InstanceIndex
+from dicomlake.web.deps import deps
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -26,9 +27,13 @@ def partition_name(request: Request) -> str:
 
 async def partition_key(request: Request, index: InstanceIndex, *, create: bool) -> int:
     name = partition_name(request)
-    key = await index.partition_key(name, create=create)
+    known = deps(request).partition_keys
+    key = known.get(name)
     if key is None:
-        raise NotFoundError(f"Specified PartitionName {name} does not exist.", code="PartitionNotFound")
+        key = await index.partition_key(name, create=create)
+        if key is None:
+            raise NotFoundError(f"Specified PartitionName {name} does not exist.", code="PartitionNotFound")
+        known[name] = key
     return key
 
 
