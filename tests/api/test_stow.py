@@ -76,6 +76,10 @@ async def test_single_part_application_dicom(client: httpx.AsyncClient) -> None:
 async def test_unsupported_media_types(client: httpx.AsyncClient) -> None:
     response = await client.post("/v2/studies", content=b"x", headers={"Content-Type": "text/plain"})
     assert response.status_code == 415
+    assert "multipart/related" in response.json()["message"]  # says what to send instead
+    response = await client.post("/v2/studies", content=b"x")
+    assert response.status_code == 415
+    assert response.json()["message"] == "The request has no Content-Type."
     response = await client.post(
         "/v2/studies", content=b"x", headers={"Content-Type": 'multipart/related; type="application/json"; boundary=b'}
     )

@@ -66,6 +66,15 @@ class StoredInstance:
     pixel_data: dict[str, Any] | None
 
 
+@dataclass(frozen=True, slots=True)
+class InstanceMetadata:
+    json_text: str  # DICOM JSON as stored (JSONB rendered as text); BulkDataURIs relative to the instance
+    watermark: int
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+
+
 def _db_errors(e: BaseException) -> DatabaseUnavailableError:
     return DatabaseUnavailableError(f"The index database is unavailable ({type(e).__name__}).")
 
@@ -331,8 +340,8 @@ class InstanceIndex:
 
     async def metadata(
         self, partition_key: int, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> list[tuple[StoredInstance | None, str, int, str, str, str]]:
-        """(None, metadata JSON text, watermark, study, series, sop) per instance, in retrieve order."""
+    ) -> list[InstanceMetadata]:
+        """The stored DICOM JSON of each instance, in retrieve order."""
         conditions, args = _scope(partition_key, study_uid, series_uid, sop_uid)
         try:
             async with self._acquire() as conn:
@@ -343,7 +352,7 @@ class InstanceIndex:
                 )
         except _DB_DOWN as e:
             raise _db_errors(e) from e
-        return [(None, r["m"], r["watermark"], r["study_uid"], r["series_uid"], r["sop_uid"]) for r in rows]
+        return [InstanceMetadata(r["m"], r["watermark"], r["study_uid"], r["series_uid"], r["sop_uid"]) for r in rows]
 
 
 async def frame_index(pool: asyncpg.Pool, watermark: int) -> bytes | None:

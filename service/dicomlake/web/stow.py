@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomlake.compat import behaviour
-from dicomlake.errors import BadRequestError, NotAcceptableError, UnsupportedMediaTypeError
+from dicomlake.errors import BadRequestError, NotAcceptableError
 from dicomlake.features.store import InstanceOutcome, StoreContext, StoreService
 from dicomlake.index.instances import InstanceIndex
 from dicomlake.web.deps import deps
@@ -33,12 +33,7 @@ async def store(request: Request) -> Response:
     if content_type and parse_media_type(content_type).type == "application/dicom":
         parts: AsyncIterator[ReceivedPart] = _single(request, limits)
     else:
-        if content_type and parse_media_type(content_type).type != "multipart/related":
-            raise UnsupportedMediaTypeError(
-                f"Content-Type {parse_media_type(content_type).type} is not supported: use "
-                'multipart/related; type="application/dicom" or application/dicom.'
-            )
-        boundary, _ = related_boundary(content_type)
+        boundary, _ = related_boundary(content_type)  # 415 for any other type, 400 without a boundary
         parts = iter_related_parts(request.stream(), boundary, limits=limits)
 
     index = InstanceIndex(d.pool)

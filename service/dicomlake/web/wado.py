@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomlake.compat import behaviour
+from dicomlake.dicom.header import metadata_without_bulk
 from dicomlake.dicom.transcode import can_transcode
 from dicomlake.errors import NotFoundError, PayloadTooLargeError
 from dicomlake.features.frames import check_transcodable_size, needs_transcoding, transcoded_instance
@@ -114,19 +115,18 @@ async def metadata(request: Request) -> Response:
     with_bulk = behaviour(d.settings.compatibility).metadata_bulk_data_uris
     base = base_path(request)
     digest = hashlib.sha256(f"{with_bulk}|{base}".encode())
-    for _, _, watermark, *_ in rows:
-        digest.update(watermark.to_bytes(8, "big"))
+    for row in rows:
+        digest.update(row.watermark.to_bytes(8, "big"))
     etag = f'"{digest.hexdigest()[:32]}"'
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers={"ETag": etag})
     pieces: list[bytes] = []
-    for _, text, _, st, se, sp in rows:
+    for row in rows:
         if with_bulk:
-            prefix = f"{base}/studies/{st}/series/{se}/instances/{sp}/bulkdata/"
-            pieces.append(text.replace('"BulkDataURI": "bulkdata/', f'"BulkDataURI": "{prefix}').encode())
+            prefix = f"{base}/studies/{row.study_uid}/series/{row.series_uid}/instances/{row.sop_uid}/bulkdata/"
+            pieces.append(row.json_text.replace('"BulkDataURI": "bulkdata/', f'"BulkDataURI": "{prefix}').encode())
         else:
-            data = orjson.loads(text)
-            pieces.append(orjson.dumps(_drop_bulk(data)))
+            pieces.append(orjson.dumps(metadata_without_bulk(orjson.loads(row.json_text))))
     body = b"[" + b",".join(pieces) + b"]"
     return Response(body, media_type=DICOM_JSON, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
@@ -175,17 +175,6 @@ def _element_value(data: bytes, path: str) -> bytes | None:
     if isinstance(value, bytes):
         return value
     return None
-
-
-def _drop_bulk(data: dict[str, dict[str, object]]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for tag, attr in data.items():
-        if "BulkDataURI" in attr:
-            continue
-        if attr.get("vr") == "SQ" and isinstance(attr.get("Value"), list):
-            attr = {**attr, "Value": [_drop_bulk(item) if item else item for item in attr["Value"]]}  # type: ignore[attr-defined]
-        out[tag] = attr
-    return out
 
 
 async def bulkdata(request: Request) -> Response:
